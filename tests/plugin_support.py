@@ -191,14 +191,41 @@ class Beets:
     def run(self, *args: str, stdin: str | None = None, check: bool = True
             ) -> subprocess.CompletedProcess:
         """``beet ARGS`` in a child process; stdout and stderr captured as text."""
-        env = {**os.environ, "BEETSDIR": str(self.home), "PYTHONIOENCODING": "utf-8"}
-        proc = subprocess.run([sys.executable, "-m", "beets", *args], env=env, text=True,
+        proc = subprocess.run([sys.executable, "-m", "beets", *args], env=self.env, text=True,
                               input=stdin if stdin is not None else "", capture_output=True,
                               timeout=300)
         if check and proc.returncode != 0:
             raise AssertionError(f"beet {' '.join(args)} exited {proc.returncode}\n"
                                  f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
         return proc
+
+    def run_on_terminal(self, *args: str) -> str:
+        """``beet ARGS`` on a pseudo-terminal (100 columns); everything it printed."""
+        import fcntl
+        import pty
+        import termios
+
+        main, child = pty.openpty()
+        fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+        proc = subprocess.Popen([sys.executable, "-m", "beets", *args], env=self.env,
+                                stdin=child, stdout=child, stderr=child)
+        os.close(child)
+        chunks = []
+        while True:
+            try:
+                data = os.read(main, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        os.close(main)
+        assert proc.wait(timeout=300) == 0
+        return b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "BEETSDIR": str(self.home), "PYTHONIOENCODING": "utf-8"}
 
     def lines(self, *query: str, fmt: str, album: bool = False) -> list[str]:
         """``beet ls [-a] -f FMT QUERY`` output lines."""

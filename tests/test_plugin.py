@@ -269,9 +269,12 @@ def test_auto_no_then_pretend_and_write_options(src, tmp_path, model):
         assert re.fullmatch(rf"Test Artist - Song \d: \(none\) → ({names}) \([01]\.\d\d\)",
                             line), line
     assert summary(proc.stdout) == (5, 0, 0)
+    assert "%|" not in proc.stderr  # no progress bar when stderr is not a terminal
     assert rows(beets) == db and states(beets) == files
 
-    assert summary(beets.run("genretag", "-W", "-j", "2").stdout) == (5, 0, 0)
+    shown = beets.run_on_terminal("genretag", "-W", "-j", "2")
+    assert re.search(r"genretag: 100%\|.*\| 5/5 ", shown)  # the progress bar
+    assert summary(shown) == (5, 0, 0)
     assert states(beets) == files
     tagged = items_by_title(beets)
     for item in tagged.values():
@@ -336,6 +339,7 @@ def test_album_mode_and_album_consistent(src, tmp_path, model):
     assert album.genres == [DEFAULT_GENRE_MAP[album["genretag_genre"]]]
     for item in album.items():  # tracks keep their own prediction
         assert item.genres == [DEFAULT_GENRE_MAP[item["genretag_genre"]]]
+    assert any(i["genretag_probs"] != album["genretag_probs"] for i in album.items())
     assert beets.lines(f"genres:{album.genres[0]}", fmt="$album", album=True) == ["Test Album"]
 
     assert summary(beets.run("genretag", "-a").stdout) == (0, 5, 0, 0)
