@@ -11,6 +11,7 @@ the first classification, so other ``beet`` commands stay quick.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import sys
 from collections import Counter
 from contextlib import contextmanager, nullcontext
@@ -202,6 +203,9 @@ class GenretagPlugin(BeetsPlugin):
                               pretend=opts.pretend, progress=sys.stderr.isatty())
         except GenretagError as exc:
             raise ui.UserError(str(exc)) from None
+        except sqlite3.OperationalError as exc:  # e.g. locked by another beets process
+            raise ui.UserError(f"library database: {exc}; what was tagged before is saved, "
+                               "run again to continue") from None
         albums = f", {counts['albums']} albums" if opts.album else ""
         verb = "would be tagged" if opts.pretend else "tagged"
         ui.print_(f"genretag: {counts['tagged']} {verb}, {counts['skipped']} skipped, "

@@ -172,18 +172,21 @@ class Beets:
         self.home.mkdir(parents=True)
         self.write_config(**plugin_config)
 
-    def write_config(self, *, import_write: bool = True, plugins: tuple = ("genretag",),
+    def write_config(self, *, import_write: bool = True, timeout: float = 5.0,
                      **plugin_config) -> None:
+        """beets' config.yaml: copy imports, ``import.write`` and ``genretag`` options."""
         import yaml
 
         config = {
             "directory": str(self.music),
             "library": str(self.home / "library.db"),
-            "plugins": list(plugins),
+            "plugins": ["genretag"],
+            "timeout": timeout,
             "create_backup_before_migrations": False,
             "ui": {"color": False},
             "import": {"copy": True, "write": import_write, "quiet_fallback": "asis",
                        "resume": False},
+            # min_confidence 0: every prediction sets genres, unless a test says otherwise
             "genretag": {"min_confidence": 0.0, **plugin_config},
         }
         (self.home / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
