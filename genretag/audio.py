@@ -1,0 +1,232 @@
+"""Decode audio files to mono float32 at a target rate, slice by slice.
+
+PyAV (FFmpeg's libraries, bundled in its wheel) opens every common format,
+including M4A/AAC and Opus, without a system ffmpeg; soundfile is the fallback.
+Memory does not grow with the file's length: slices are streamed, or, when only a
+few slices of a long file are wanted, read by seeking to them.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import numpy as np
+
+from .errors import AudioError
+
+#: File name extensions the directory walker treats as audio.
+AUDIO_EXTENSIONS = frozenset({
+    ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".mp4", ".aac", ".alac", ".wav",
+    ".aif", ".aiff", ".wma", ".wv", ".ape", ".mka", ".webm",
+})
+
+
+def plan_slices(duration_s: float | None, slice_s: float,
+                max_slices: int | None) -> list[float] | None:
+    """Start times (s) of the slices to analyse, or ``None`` to stream them all.
+
+    All non-overlapping slices are used when there are at most ``max_slices``;
+    otherwise ``max_slices`` evenly spread slices of that grid, first and last
+    included. ``None`` also when the duration is unknown.
+    """
+    if duration_s is None or max_slices is None:
+        return None
+    n_total = max(1, int(duration_s // slice_s))
+    if n_total <= max_slices:
+        return None
+    picks = np.unique(np.round(np.linspace(0, n_total - 1, max_slices)).astype(int))
+    return [float(i * slice_s) for i in picks]
+
+
+def pad_slice(samples: np.ndarray, length: int) -> np.ndarray:
+    """Repeat a short signal until it fills ``length`` samples (musicnn's repeat-pad)."""
+    if len(samples) == 0:
+        raise ValueError("cannot pad an empty signal")
+    reps = -(-length // len(samples))
+    return np.tile(samples, reps)[:length]
+
+
+def iter_slices(path: str, sample_rate: int, slice_samples: int, *,
+                max_slices: int | None = None) -> Iterator[tuple[float, np.ndarray, bool]]:
+    """Yield ``(start_s, samples, padded)`` for each analysed slice of ``path``.
+
+    ``samples`` is ``np.ndarray [shape=(slice_samples,), dtype=float32]``, mono at
+    ``sample_rate``. A file shorter than one slice yields one repeat-padded slice
+    with ``padded=True``. Raises :class:`AudioError` naming the file when it
+    cannot be decoded or holds no audio.
+    """
+    try:
+        yield from _pyav_slices(path, sample_rate, slice_samples, max_slices)
+    except _NotForPyAV:
+        yield from _soundfile_slices(path, sample_rate, slice_samples, max_slices)
+
+
+def decode(path: str, sample_rate: int, *, max_seconds: float | None = None) -> np.ndarray:
+    """Whole (or first ``max_seconds`` of) ``path`` as mono float32 at ``sample_rate``."""
+    limit = None if max_seconds is None else int(max_seconds * sample_rate)
+    chunks, total = [], 0
+    for chunk in _pyav_stream(path, sample_rate):
+        chunks.append(chunk)
+        total += len(chunk)
+        if limit is not None and total >= limit:
+            break
+    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    return audio[:limit] if limit is not None else audio
+
+
+class _NotForPyAV(Exception):
+    """PyAV cannot open the file at all; soundfile may."""
+
+
+def _open(path: str):
+    import av
+
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        raise AudioError(path, "file not found") from None
+    except OSError as exc:
+        raise AudioError(path, f"cannot access the file ({exc.strerror})") from None
+    if size == 0 and os.path.isfile(path):
+        raise AudioError(path, "empty file (0 bytes)")
+    try:
+        container = av.open(path, metadata_errors="ignore")
+    except PermissionError:
+        raise AudioError(path, "permission denied") from None
+    except IsADirectoryError:
+        raise AudioError(path, "is a directory") from None
+    except av.InvalidDataError:
+        raise AudioError(path, "not a recognised audio file (invalid or corrupt data)") from None
+    except av.EOFError:
+        raise AudioError(path, "truncated: the file ends before its audio starts") from None
+    except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise _NotForPyAV(str(exc)) from exc
+    if not container.streams.audio:
+        container.close()
+        raise AudioError(path, "no audio stream")
+    return container
+
+
+def _duration(container) -> float | None:
+    stream = container.streams.audio[0]
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000
+    return None
+
+
+def _resampler(sample_rate: int):
+    import av
+
+    return av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+
+
+def _decoded(container, path: str, sample_rate: int) -> Iterator[tuple[float | None, np.ndarray]]:
+    """``(time_s of first sample or None, mono float32 chunk)`` from the current position."""
+    import av
+
+    stream = container.streams.audio[0]
+    resampler = _resampler(sample_rate)
+    try:
+        for frame in container.decode(stream):
+            t = None if frame.pts is None else float(frame.pts * stream.time_base)
+            for out in resampler.resample(frame):
+                yield t, out.to_ndarray().reshape(-1)
+                t = None
+        for out in resampler.resample(None):
+            yield None, out.to_ndarray().reshape(-1)
+    except av.FFmpegError as exc:
+        raise AudioError(path, f"decoding failed: {exc}") from None
+
+
+def _pyav_stream(path: str, sample_rate: int) -> Iterator[np.ndarray]:
+    container = _open(path)
+    with container:
+        for _, chunk in _decoded(container, path, sample_rate):
+            yield chunk
+
+
+def _pyav_slices(path, sample_rate, slice_samples, max_slices):
+    container = _open(path)
+    with container:
+        duration = _duration(container)
+        starts = plan_slices(duration, slice_samples / sample_rate, max_slices)
+        if starts is not None:
+            yield from _seek_slices(container, path, sample_rate, slice_samples, starts)
+            return
+        yield from _stream_slices(_decoded(container, path, sample_rate), path, slice_samples,
+                                  sample_rate)
+
+
+def _stream_slices(chunks, path, slice_samples, sample_rate):
+    """Cut a chunk stream into consecutive slices, keeping at most one slice in memory."""
+    pending: list[np.ndarray] = []
+    n_pending = 0
+    start = 0
+    for _, chunk in chunks:
+        pending.append(chunk)
+        n_pending += len(chunk)
+        while n_pending >= slice_samples:
+            buf = np.concatenate(pending)
+            yield start / sample_rate, buf[:slice_samples], False
+            start += slice_samples
+            pending, n_pending = [buf[slice_samples:]], len(buf) - slice_samples
+    if start == 0:
+        head = np.concatenate(pending) if pending else np.zeros(0, np.float32)
+        if len(head) == 0:
+            raise AudioError(path, "no audio samples could be decoded")
+        yield 0.0, pad_slice(head, slice_samples), True
+
+
+def _seek_slices(container, path, sample_rate, slice_samples, starts):
+    stream = container.streams.audio[0]
+    for start_s in starts:
+        container.seek(int(start_s / stream.time_base), stream=stream, backward=True)
+        got: list[np.ndarray] = []
+        n_got = 0
+        skip = None
+        for t, chunk in _decoded(container, path, sample_rate):
+            if skip is None:
+                skip = 0 if t is None else max(0, int(round((start_s - t) * sample_rate)))
+            if skip >= len(chunk):
+                skip -= len(chunk)
+                continue
+            chunk = chunk[skip:]
+            skip = 0
+            got.append(chunk)
+            n_got += len(chunk)
+            if n_got >= slice_samples:
+                break
+        if n_got == 0:
+            raise AudioError(path, f"no audio could be decoded at {start_s:.1f} s")
+        samples = np.concatenate(got)
+        if n_got < slice_samples:  # the container over-stated the duration
+            samples = pad_slice(samples, slice_samples)
+        yield start_s, samples[:slice_samples], False
+
+
+def _soundfile_slices(path, sample_rate, slice_samples, max_slices):
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    try:
+        info = sf.info(path)
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        raise AudioError(path, f"not a readable audio file ({exc})") from None
+    if info.frames <= 0:
+        raise AudioError(path, "no audio samples")
+    duration = info.frames / info.samplerate
+    slice_s = slice_samples / sample_rate
+    starts = plan_slices(duration, slice_s, max_slices)
+    if starts is None:
+        starts = [i * slice_s for i in range(max(1, int(duration // slice_s)))]
+    g = np.gcd(sample_rate, info.samplerate)
+    with sf.SoundFile(path) as fh:
+        for start_s in starts:
+            fh.seek(int(start_s * info.samplerate))
+            block = fh.read(int(np.ceil(slice_s * info.samplerate)) + 1, dtype="float32",
+                            always_2d=True).mean(axis=1)
+            mono = resample_poly(block, sample_rate // g, info.samplerate // g).astype(np.float32)
+            padded = len(mono) < slice_samples
+            yield start_s, (pad_slice(mono, slice_samples) if padded else mono[:slice_samples]), padded

@@ -1,0 +1,220 @@
+"""``genretag``: classify files, evaluate models, train the shipped model.
+
+Exit status: 0 when every file worked, 1 when some failed, 2 on usage errors.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def walk(paths: list[str]) -> list[str]:
+    """Files named on the command line, plus the audio files under named directories."""
+    from .audio import AUDIO_EXTENSIONS
+
+    out = []
+    for p in paths:
+        if os.path.isdir(p):
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                out += [os.path.join(root, f) for f in sorted(files)
+                        if os.path.splitext(f)[1].lower() in AUDIO_EXTENSIONS]
+        else:
+            out.append(p)
+    return out
+
+
+def format_row(pred, top: int) -> str:
+    others = "  ".join(f"{g} {p:.2f}" for g, p in pred.top(top)[1:])
+    note = "  (shorter than one slice: padded)" if pred.padded else ""
+    return f"{pred.genre:<10} {pred.confidence:5.2f}  {pred.path}" + (f"  [{others}]" if others
+                                                                        else "") + note
+
+
+def format_timeline(pred) -> str:
+    lines = [f"{pred.path}: {pred.genre} {pred.confidence:.2f}"]
+    for s in pred.timeline:
+        bar = "#" * int(round(s.confidence * 20))
+        lines.append(f"  {_clock(s.start_s)}-{_clock(s.end_s)}  {s.genre:<10} {s.confidence:4.2f} "
+                     f"{bar}")
+    return "\n".join(lines)
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+
+
+def cmd_classify(args) -> int:
+    from .errors import WeightsError
+    from .workers import classify_parallel
+
+    files = walk(args.paths)
+    if not files:
+        print("genretag: no audio files found", file=sys.stderr)
+        return 1
+    max_slices = None if (args.timeline or args.all_slices) else args.max_slices
+    results = classify_parallel(files, jobs=args.jobs, weights_dir=args.weights,
+                                max_slices=max_slices, timeout_s=args.timeout)
+    try:
+        return _print_results(results, args)
+    except WeightsError as exc:
+        print(f"genretag: {exc}", file=sys.stderr)
+        return 1
+
+
+def _print_results(results, args) -> int:
+    from .prediction import Failure
+
+    failed = 0
+    for result in results:
+        if isinstance(result, Failure):
+            failed += 1
+            print(f"genretag: {result.path}: {result.error}", file=sys.stderr)
+            if args.json:
+                print(json.dumps(result.to_dict(), ensure_ascii=False), flush=True)
+            continue
+        if args.json:
+            print(json.dumps(result.to_dict(timeline=args.timeline), ensure_ascii=False),
+                  flush=True)
+        elif args.timeline:
+            print(format_timeline(result), flush=True)
+        else:
+            print(format_row(result, args.top), flush=True)
+    return 1 if failed else 0
+
+
+def cmd_evaluate(args) -> int:
+    from .dataset import GTZAN_GENRES, load_index
+    from .evaluate import ARCHS, run_protocol
+    from .metrics import format_report
+    from .train import build_slice_set
+
+    data = build_slice_set(load_index(args.data), _backbone_dir(args), _cache(args),
+                           log=_log)
+    results = {}
+    for arch in (ARCHS if args.arch == "all" else (args.arch,)):
+        res = run_protocol(arch, data, seed=args.seed, log=_log)
+        results[arch] = res
+        for fold in res["folds"]:
+            print(format_report(f"{arch} {fold['fit']}->{fold['scored']}", fold["metrics"],
+                                list(GTZAN_GENRES)))
+            print(f"  8 kHz-limited: accuracy {fold['metrics_band8k']['accuracy']:.3f}, "
+                  f"balanced {fold['metrics_band8k']['balanced_accuracy']:.3f}; "
+                  f"accuracy with k slices: {fold['reduced_slices']}")
+        print(f"{arch} mean of folds: accuracy {res['mean']['accuracy']:.3f}  "
+              f"balanced {res['mean']['balanced_accuracy']:.3f}\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from dataclasses import asdict
+
+    import numpy as np
+
+    from .dataset import AUGMENTATIONS, GTZAN_GENRES, load_index
+    from .evaluate import fit
+    from .train import BaselineConfig, HeadConfig, build_slice_set, write_model
+
+    clips = load_index(args.data)
+    data = build_slice_set(clips, _backbone_dir(args), _cache(args), log=_log)
+    classes = list(GTZAN_GENRES)
+    splits = set(args.splits.split(","))
+    mask = np.asarray([c.split in splits for c in clips])
+    rows = data.rows(mask)
+    labels = np.asarray([classes.index(c.genre) for c in clips])[data.clip[rows]]
+    net = fit(args.arch, data, rows, labels, seed=args.seed, log=_log)
+    metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else None
+    training = {"data": "GTZAN, fault-filtered artist-disjoint split (Kereliuk, Sturm & Larsen "
+                        "2015)", "splits": sorted(splits), "clips": int(mask.sum()),
+                "slices": int(len(rows)), "augmentations": list(AUGMENTATIONS),
+                "config": asdict(HeadConfig() if args.arch == "musicnn-head" else BaselineConfig()),
+                "seed": args.seed,
+                "command": f"genretag train --data GTZAN_DIR --arch {args.arch} "
+                           f"--splits {args.splits} --seed {args.seed}"}
+    arch_params = ({"hidden": HeadConfig().hidden} if args.arch == "musicnn-head"
+                   else {"width": BaselineConfig().width})
+    card = write_model(net, args.arch, Path(args.out), version=args.version, classes=classes,
+                       backbone_dir=_backbone_dir(args), training=training, metrics=metrics,
+                       arch_params=arch_params)
+    print(f"wrote {args.out}: {card['model_id']}/{card['version']}")
+    return 0
+
+
+def _backbone_dir(args) -> Path:
+    from .model import default_weights_dir
+    return Path(args.backbone) if args.backbone else default_weights_dir()
+
+
+def _cache(args) -> Path | None:
+    return None if args.no_cache else Path(args.cache).expanduser()
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .predict import DEFAULT_MAX_SLICES
+    from .workers import DEFAULT_TIMEOUT_S
+
+    parser = argparse.ArgumentParser(prog="genretag", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("classify", help="print the genre of audio files")
+    c.add_argument("paths", nargs="+", metavar="PATH", help="audio files or directories")
+    c.add_argument("--json", action="store_true", help="one JSON object per line per file")
+    c.add_argument("--top", type=_positive, default=1, metavar="K",
+                   help="also show the K most probable genres (default 1)")
+    c.add_argument("--timeline", action="store_true",
+                   help="analyse every slice and show the genre over time")
+    c.add_argument("--max-slices", type=_positive, default=DEFAULT_MAX_SLICES, metavar="N",
+                   help=f"slices analysed per track, spread over it (default {DEFAULT_MAX_SLICES})")
+    c.add_argument("--all-slices", action="store_true", help="analyse every slice of every track")
+    c.add_argument("--weights", metavar="DIR", help="model directory (default: shipped model)")
+    c.add_argument("-j", "--jobs", type=_positive, default=os.cpu_count() or 1, metavar="N",
+                   help="worker processes, one core each (default: all cores)")
+    c.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
+                   help=f"give up on a file after S seconds (default {DEFAULT_TIMEOUT_S:g})")
+    c.set_defaults(func=cmd_classify)
+
+    for name, func, help_ in (("evaluate", cmd_evaluate, "two-fold protocol on labelled data"),
+                              ("train", cmd_train, "train a model and write its card")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--data", required=True, metavar="DIR", help="folder with index.csv")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--cache", default="~/.cache/genretag", metavar="DIR")
+        p.add_argument("--no-cache", action="store_true")
+        p.add_argument("--backbone", metavar="DIR", help="folder with the converted backbone")
+        p.set_defaults(func=func)
+    ev = sub.choices["evaluate"]
+    ev.add_argument("--arch", default="all", choices=("all", "musicnn-head", "cnn-baseline"))
+    ev.add_argument("--json", metavar="FILE", help="write all metrics here")
+    tr = sub.choices["train"]
+    tr.add_argument("--arch", default="musicnn-head", choices=("musicnn-head", "cnn-baseline"))
+    tr.add_argument("--splits", default="train,valid", help="splits to train on")
+    tr.add_argument("--out", required=True, metavar="DIR")
+    tr.add_argument("--version", default="1.0.0")
+    tr.add_argument("--metrics", metavar="FILE", help="evaluation JSON to put in the card")
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

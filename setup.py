@@ -1,0 +1,32 @@
+from pathlib import Path
+
+from setuptools import find_namespace_packages, find_packages, setup
+
+WEIGHTS = sorted(str(p) for p in Path("weights").glob("*") if p.suffix in (".json", ".safetensors"))
+
+setup(
+    name="genretag",
+    version="1.0.0",
+    description="Tag a music collection's genres from the audio (library, CLI and beets plugin)",
+    long_description=Path("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["genretag", "genretag.*"])
+    + find_namespace_packages(include=["beetsplug"]),
+    data_files=[("share/genretag/weights", WEIGHTS)],
+    install_requires=[
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "torch>=2.1,<2.14",
+        "av>=12",
+        "soundfile>=0.12",
+        "safetensors>=0.4",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "beets": ["beets>=2.7"],
+        "test": ["pytest>=7", "librosa>=0.10", "mutagen>=1.45", "beets>=2.7", "pyyaml"],
+    },
+    entry_points={"console_scripts": ["genretag = genretag.cli:main"]},
+    license="MIT",
+)

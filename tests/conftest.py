@@ -1,0 +1,37 @@
+"""Shared fixtures: generated audio in every supported format and the shipped model."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FORMATS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
+
+
+@pytest.fixture(scope="session")
+def model():
+    from genretag import load_model
+
+    return load_model()
+
+
+@pytest.fixture(scope="session")
+def audio_files(tmp_path_factory) -> dict[str, Path]:
+    """One 7-second stereo file per format, generated with the project's own encoder."""
+    from genretag.encode import write
+    from genretag.testing import synth_music
+
+    folder = tmp_path_factory.mktemp("formats")
+    audio = synth_music(7.0, 44100, seed=3, channels=2)
+    files = {}
+    for ext in FORMATS:
+        path = folder / f"clip{ext}"
+        write(audio, 44100, path)
+        files[ext] = path
+    return files
+
+
+def pytest_configure(config):
+    os.environ.setdefault("PYTHONHASHSEED", "0")
