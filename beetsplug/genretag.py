@@ -91,6 +91,14 @@ def result_fields(probs: Distribution, model_id: str) -> dict[str, Any]:
             "genretag_model": model_id, "genretag_probs": format_probs(probs)}
 
 
+def pretend_line(obj: Item | Album, old: list[str], new: list[str], confidence: float) -> str:
+    """``artist - title: old genres → new genres (confidence)``; for an album, its artist."""
+    name = (f"{obj.albumartist} - {obj.album}" if isinstance(obj, Album)
+            else f"{obj.artist} - {obj.title}")
+    before, after = ", ".join(old) or "(none)", ", ".join(new) or "(none)"
+    return f"{name}: {before} → {after} ({confidence:.2f})"
+
+
 def stored_probs(obj: Item | Album, model_id: str) -> Distribution:
     """The distribution stored by this model version, or ``{}``."""
     if obj.get("genretag_model") != model_id:
@@ -170,6 +178,7 @@ class GenretagPlugin(BeetsPlugin):
 
     def commands(self) -> list[Subcommand]:
         cmd = Subcommand("genretag", help="classify genres from the audio")
+        cmd.parser.usage += " [QUERY]"
         add = cmd.parser.add_option
         add("-f", "--force", action="store_true", default=False,
             help="re-tag items already tagged by this model version and replace their genres")
@@ -290,11 +299,8 @@ class GenretagPlugin(BeetsPlugin):
         if opts.pretend:
             from tqdm import tqdm
 
-            name = (f"{obj.albumartist} - {obj.album}" if isinstance(obj, Album)
-                    else f"{obj.artist} - {obj.title}")
             with tqdm.external_write_mode():  # print above a progress bar, if any
-                ui.print_(f"{name}: {', '.join(current) or '(none)'} → "
-                          f"{', '.join(new) or '(none)'} ({max(probs.values()):.2f})")
+                ui.print_(pretend_line(obj, current, new, max(probs.values())))
             return True
         written = opts.write and isinstance(obj, Item) and (new != current or opts.force)
         if written:

@@ -19,7 +19,7 @@ from beets.library import Album, Item
 
 from beetsplug.genretag import (DEFAULT_GENRE_MAP, album_distribution, format_probs,
                                 may_replace, needs_tagging, parse_probs, pick_genres,
-                                result_fields)
+                                pretend_line, result_fields)
 from .plugin_support import (FORMATS, Beets, file_state, make_track, read_genres, read_tags,
                             without_genre, write_adts)
 
@@ -62,7 +62,7 @@ def summary(output: str) -> tuple[int, ...]:
     return tuple(int(g) for g in match.groups() if g is not None)
 
 
-def rows(beets: Beets) -> dict:
+def rows(beets: Beets) -> tuple[dict, dict]:
     """Every stored field of every item and album: equal snapshots mean an untouched DB."""
     lib = beets.library()
     return ({i.id: dict(i) for i in lib.items()}, {a.id: dict(a) for a in lib.albums()})
@@ -143,6 +143,15 @@ def test_result_fields():
     fields = result_fields({"jazz": 0.25, "rock": 0.75}, "m/1")
     assert fields == {"genretag_genre": "rock", "genretag_confidence": 0.75,
                       "genretag_model": "m/1", "genretag_probs": "jazz:0.25 rock:0.75"}
+
+
+def test_pretend_line():
+    item = Item(artist="Nina Simone", title="Sinnerman")
+    assert (pretend_line(item, [], ["Jazz"], 0.876)
+            == "Nina Simone - Sinnerman: (none) → Jazz (0.88)")
+    album = Album(albumartist="Slayer", album="Reign in Blood")
+    assert (pretend_line(album, ["Thrash", "Metal"], ["Metal"], 0.5)
+            == "Slayer - Reign in Blood: Thrash, Metal → Metal (0.50)")
 
 
 def test_beet_ls_does_not_load_torch(tmp_path):
