@@ -63,6 +63,12 @@ def read_card(weights_dir: Path) -> dict:
     return card
 
 
+def read_model_id(weights_dir: str | os.PathLike | None = None) -> str:
+    """``"<id>/<version>"`` of a model from its card alone (cheap: no torch, no weights)."""
+    card = read_card(Path(weights_dir) if weights_dir else default_weights_dir())
+    return f"{card['model_id']}/{card['version']}"
+
+
 def check_features(card: dict, card_path: Path) -> FeatureParams:
     """The card's feature parameters, if this code computes exactly those."""
     wanted = card["features"]
