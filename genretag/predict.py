@@ -46,7 +46,7 @@ def slice_probabilities(model: GenreModel, slices: np.ndarray) -> np.ndarray:
 
 
 def aggregate(path: str, model: GenreModel, starts: list[float], probs: np.ndarray,
-              *, padded: bool = False, duration_s: float | None = None) -> TrackPrediction:
+              *, padded: bool = False) -> TrackPrediction:
     """Track prediction from per-slice probabilities ``[n, n_classes]`` (their mean)."""
     mean = probs.mean(axis=0)
     best = int(mean.argmax())
@@ -57,8 +57,7 @@ def aggregate(path: str, model: GenreModel, starts: list[float], probs: np.ndarr
         for s, p in zip(starts, probs))
     return TrackPrediction(path=path, genre=model.classes[best], confidence=float(mean[best]),
                            probs={c: float(p) for c, p in zip(model.classes, mean)},
-                           model=model.model_id, timeline=timeline, duration_s=duration_s,
-                           padded=padded)
+                           model=model.model_id, timeline=timeline, padded=padded)
 
 
 def classify_file(path: str | os.PathLike, model: GenreModel | None = None, *,

@@ -30,7 +30,6 @@ class TrackPrediction:
     probs: dict[str, float]
     model: str
     timeline: tuple[SliceResult, ...] = field(default=(), repr=False)
-    duration_s: float | None = None
     padded: bool = False
 
     def top(self, k: int = 1) -> list[tuple[str, float]]:
