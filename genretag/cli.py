@@ -58,7 +58,8 @@ def cmd_classify(args) -> int:
         return 1
     max_slices = None if (args.timeline or args.all_slices) else args.max_slices
     results = classify_parallel(files, jobs=args.jobs, weights_dir=args.weights,
-                                max_slices=max_slices, timeout_s=args.timeout)
+                                max_slices=max_slices, timeout_s=args.timeout,
+                                precision=args.precision)
     try:
         return _print_results(results, args)
     except WeightsError as exc:
@@ -177,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"slices analysed per track, spread over it (default {DEFAULT_MAX_SLICES})")
     c.add_argument("--all-slices", action="store_true", help="analyse every slice of every track")
     c.add_argument("--weights", metavar="DIR", help="model directory (default: shipped model)")
+    c.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="network arithmetic; auto = bfloat16 on CPUs that have it natively, "
+                        "else float32 (default auto)")
     c.add_argument("-j", "--jobs", type=_positive, default=os.cpu_count() or 1, metavar="N",
                    help="worker processes, one core each (default: all cores)")
     c.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",

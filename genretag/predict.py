@@ -38,10 +38,13 @@ def slice_probabilities(model: GenreModel, slices: np.ndarray) -> np.ndarray:
     import torch
 
     out = []
+    bf16 = torch.autocast("cpu", dtype=torch.bfloat16, enabled=model.precision == "bf16")
     with torch.inference_mode():
         for i in range(0, len(slices), BATCH_SIZE):
             patches = log_mel(slices[i:i + BATCH_SIZE], model.features)
-            out.append(torch.softmax(model.net(patches), dim=1).numpy())
+            with bf16:
+                logits = model.net(patches)
+            out.append(torch.softmax(logits.float(), dim=1).numpy())
     return np.concatenate(out).astype(np.float64)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import signal
 import time
 from collections import deque
 from typing import Iterable, Iterator
@@ -20,7 +21,7 @@ from .prediction import Failure, TrackPrediction
 DEFAULT_TIMEOUT_S = 120.0
 
 
-def _worker(weights_dir, max_slices, tasks, results) -> None:
+def _worker(weights_dir, max_slices, precision, tasks, results) -> None:
     import torch
 
     from .model import load_model
@@ -28,13 +29,20 @@ def _worker(weights_dir, max_slices, tasks, results) -> None:
 
     torch.set_num_threads(1)
     try:
-        model = load_model(weights_dir)
+        model = load_model(weights_dir, precision=precision)
     except Exception as exc:  # reported to the parent, which raises it
         results.put((-1, exc))
         return
     results.put((-2, None))  # ready
+    parent = mp.parent_process()
     while True:
-        task = tasks.get()
+        try:
+            task = tasks.get(timeout=1.0)
+        except queue.Empty:
+            if parent is not None and not parent.is_alive():
+                results.cancel_join_thread()  # nobody reads them any more
+                return  # the parent was killed: do not linger as an orphan
+            continue
         if task is None:
             return
         index, path = task
@@ -43,21 +51,30 @@ def _worker(weights_dir, max_slices, tasks, results) -> None:
 
 def classify_parallel(paths: Iterable[str | os.PathLike], *, jobs: int = 2,
                       weights_dir: str | os.PathLike | None = None,
-                      max_slices: int | None = 10, timeout_s: float | None = DEFAULT_TIMEOUT_S
-                      ) -> Iterator[TrackPrediction | Failure]:
+                      max_slices: int | None = 10, timeout_s: float | None = DEFAULT_TIMEOUT_S,
+                      precision: str = "auto") -> Iterator[TrackPrediction | Failure]:
     """Like :func:`genretag.predict.classify_files`, on ``jobs`` worker processes."""
     from .errors import WeightsError
 
     paths = [os.fspath(p) for p in paths]
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
-    args = (None if weights_dir is None else os.fspath(weights_dir), max_slices)
+    args = (None if weights_dir is None else os.fspath(weights_dir), max_slices, precision)
     workers: list[dict] = []
 
     def start_worker() -> dict:
         tasks = ctx.Queue()
         proc = ctx.Process(target=_worker, args=(*args, tasks, results), daemon=True)
-        proc.start()
+        # Workers start with SIGINT blocked: Ctrl-C on a terminal reaches the whole
+        # process group, and the parent alone decides how to stop. (Blocking, unlike
+        # ignoring, keeps a Ctrl-C that arrives meanwhile for the parent.)
+        mask = getattr(signal, "pthread_sigmask", None)
+        previous = mask(signal.SIG_BLOCK, {signal.SIGINT}) if mask else None
+        try:
+            proc.start()
+        finally:
+            if mask:
+                mask(signal.SIG_SETMASK, previous)
         return {"proc": proc, "tasks": tasks, "task": None, "since": 0.0}
 
     pending = deque(enumerate(paths))
