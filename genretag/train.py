@@ -89,6 +89,16 @@ def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return w / w[counts > 0].mean()
 
 
+def balanced_training(net, labels: np.ndarray, n_classes: int, *, lr: float,
+                      weight_decay: float):
+    """``(loss, optimiser)``: class-balanced cross-entropy and AdamW over ``net``'s parameters."""
+    import torch
+
+    loss_fn = torch.nn.CrossEntropyLoss(
+        weight=torch.from_numpy(class_weights(labels, n_classes)).float())
+    return loss_fn, torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+
+
 @dataclass(frozen=True)
 class HeadConfig:
     """Chosen by the two-fold protocol among linear/MLP heads (see the model card)."""
@@ -115,9 +125,8 @@ def fit_head(pooled: np.ndarray, labels: np.ndarray, n_classes: int, *,
     head.feat_mean.copy_(x.mean(0))
     head.feat_std.copy_(x.std(0).clamp_min(1e-3))
     y = torch.from_numpy(labels).long()
-    loss_fn = torch.nn.CrossEntropyLoss(
-        weight=torch.from_numpy(class_weights(labels, n_classes)).float())
-    opt = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    loss_fn, opt = balanced_training(head, labels, n_classes, lr=config.lr,
+                                     weight_decay=config.weight_decay)
     head.train()
     for _ in range(config.epochs):
         order = rng.permutation(len(x))
@@ -152,9 +161,8 @@ def fit_baseline(patches: np.ndarray, labels: np.ndarray, n_classes: int, *,
     rng = np.random.default_rng(seed)
     net = BaselineCNN(n_classes, width=config.width)
     y = torch.from_numpy(labels).long()
-    loss_fn = torch.nn.CrossEntropyLoss(
-        weight=torch.from_numpy(class_weights(labels, n_classes)).float())
-    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    loss_fn, opt = balanced_training(net, labels, n_classes, lr=config.lr,
+                                     weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
     for epoch in range(config.epochs):
         net.train()
