@@ -10,11 +10,16 @@ the first classification, so other ``beet`` commands stay quick.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import shutil
+import signal
 import sqlite3
 import sys
+import threading
 from collections import Counter
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -23,13 +28,14 @@ from beets.dbcore import types
 from beets.library import Album, FileOperationError, Item, ReadError, WriteError
 from beets.plugins import BeetsPlugin
 from beets.ui import Subcommand, should_write
-from beets.util import syspath
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
+    from pathlib import Path
 
     from beets.importer import ImportSession, ImportTask
     from beets.library import Library
+    from genretag import Failure, TrackPrediction
     from genretag.model import GenreModel
 
 Distribution = dict[str, float]
@@ -130,6 +136,7 @@ class Options:
     overwrite: bool  # configured overwrite, or --force
     album_consistent: bool
     max_slices: int
+    timeout: float  # seconds per file, in worker processes
     write: bool
     pretend: bool
     force: bool
@@ -139,6 +146,68 @@ class Options:
             return []
         return pick_genres(probs, count=self.count, min_confidence=self.min_confidence,
                            genre_map=self.genre_map)
+
+
+def summary_line(counts: Counter[str], *, album: bool, pretend: bool,
+                 interrupted: bool) -> str:
+    """``genretag: 120 tagged, 4000 skipped, 1 failed[, 3 albums][, 50 not done (interrupted)]``."""
+    verb = "would be tagged" if pretend else "tagged"
+    line = (f"genretag: {counts['tagged']} {verb}, {counts['skipped']} skipped, "
+            f"{counts['failed']} failed")
+    if album:
+        line += f", {counts['albums']} albums"
+    if interrupted:
+        left = counts["todo"] - counts["tagged"] - counts["failed"]
+        line += f", {left} not done (interrupted)"
+    return line
+
+
+class Interruption:
+    """Ctrl-C (SIGINT) during ``beet genretag``.
+
+    The first one asks the run to stop after the current item (the current album,
+    with ``-a``); a second one stops it at once, except while an item's file and
+    database row are being updated (see :meth:`shielded`), which is finished first.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._shielded = False
+
+    @property
+    def requested(self) -> bool:
+        return self.count > 0
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.count == 1:
+            os.write(2, b"genretag: interrupted; stopping after the current item "
+                        b"(Ctrl-C again to stop at once)\n")
+        elif not self._shielded:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def installed(self) -> Iterator[Interruption]:
+        """Handle SIGINT this way inside the block (only possible in the main thread)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    @contextmanager
+    def shielded(self) -> Iterator[None]:
+        """Defer an immediate stop until the block has finished."""
+        self._shielded = True
+        try:
+            yield
+        finally:
+            self._shielded = False
+        if self.count > 1:
+            raise KeyboardInterrupt
 
 
 # The plugin.
@@ -168,9 +237,10 @@ class GenretagPlugin(BeetsPlugin):
             "overwrite": False,
             "album_consistent": False,
             "max_slices": 10,
+            "jobs": 1,
+            "timeout": 120.0,
             "genre_map": DEFAULT_GENRE_MAP,
         })
-        self.jobs = 1  # validated -j; the core has no worker parameter yet
         self._model: GenreModel | None = None
         self._auto_failed = False
         if self.config["auto"].get(bool):
@@ -191,34 +261,42 @@ class GenretagPlugin(BeetsPlugin):
         add("-a", "--album", action="store_true", default=False,
             help="work on albums: each album also gets its tracks' mean genre")
         add("-j", "--jobs", type="int", default=None, metavar="N",
-            help="worker count; accepted and validated, but classification currently "
-                 "runs in one worker")
+            help="worker processes, one core each (default: the jobs option, 1)")
         cmd.func = self.command
         return [cmd]
 
     def command(self, lib: Library, opts: GenretagCLIOpts, args: list[str]) -> None:
+        """``beet genretag``: exits with status 1 when an item failed or the run was stopped."""
         from genretag import GenretagError
 
-        if opts.jobs is not None:
-            if opts.jobs < 1:
-                raise ui.UserError(f"--jobs must be at least 1, not {opts.jobs}")
-            self.jobs = opts.jobs
+        jobs = opts.jobs if opts.jobs is not None else self.config["jobs"].get(int)
+        if jobs < 1:
+            raise ui.UserError(f"--jobs must be at least 1, not {jobs}")
         if opts.album:
             groups = [(album, list(album.items())) for album in lib.albums(args)]
         else:
             groups = [(None, [item]) for item in lib.items(args)]
+        counts: Counter[str] = Counter()
+        stop = Interruption()
         try:
-            counts = self.tag(groups, write=should_write(opts.write), force=opts.force,
-                              pretend=opts.pretend, progress=sys.stderr.isatty())
+            with stop.installed():
+                self.tag(lib, groups, write=should_write(opts.write), force=opts.force,
+                         pretend=opts.pretend, progress=sys.stderr.isatty(), jobs=jobs,
+                         stop=stop, counts=counts)
         except GenretagError as exc:
             raise ui.UserError(str(exc)) from None
         except sqlite3.OperationalError as exc:  # e.g. locked by another beets process
             raise ui.UserError(f"library database: {exc}; what was tagged before is saved, "
                                "run again to continue") from None
-        albums = f", {counts['albums']} albums" if opts.album else ""
-        verb = "would be tagged" if opts.pretend else "tagged"
-        ui.print_(f"genretag: {counts['tagged']} {verb}, {counts['skipped']} skipped, "
-                  f"{counts['failed']} failed{albums}")
+        except KeyboardInterrupt:  # a second Ctrl-C
+            stop.count = max(stop.count, 2)
+        ui.print_(summary_line(counts, album=opts.album, pretend=opts.pretend,
+                               interrupted=stop.requested))
+        if stop.requested:
+            raise ui.UserError("interrupted; what was tagged is saved, run again to continue")
+        if counts["failed"]:
+            raise ui.UserError(f"{counts['failed']} item(s) could not be tagged and were left "
+                               "unchanged (reasons above); the next run tries them again")
 
     def imported(self, session: ImportSession, task: ImportTask) -> None:
         """``import_task_files`` hook: the files are in the library now, tag them there."""
@@ -228,67 +306,97 @@ class GenretagPlugin(BeetsPlugin):
             return
         album = task.album if task.is_album else None
         try:
-            self.tag([(album, task.imported_items())], write=session.config["write"].get(bool))
+            self.tag(session.lib, [(album, task.imported_items())],
+                     write=session.config["write"].get(bool))
         except GenretagError as exc:
             self._auto_failed = True
             self._log.error("{}; imported items are not tagged (run `beet genretag` later)", exc)
 
-    def tag(self, groups: Iterable[Group], *, write: bool, force: bool = False,
-            pretend: bool = False, progress: bool = False) -> Counter[str]:
+    def tag(self, lib: Library, groups: Iterable[Group], *, write: bool, force: bool = False,
+            pretend: bool = False, progress: bool = False, jobs: int | None = None,
+            stop: Interruption | None = None, counts: Counter[str] | None = None
+            ) -> Counter[str]:
         """Classify the groups' items, then store (and maybe write) the results.
 
         The one worker behind the command and the import hook. An item whose file
-        cannot be read or written is logged and left as it was. Returns counts of
-        ``tagged``, ``skipped`` and ``failed`` items and of ``albums`` tagged.
+        cannot be read or written is logged and left as it was. ``jobs`` worker
+        processes classify, each file within the ``timeout``; with ``jobs=None`` the
+        model runs in this process (kept for later calls: one load per import).
+        ``stop`` is checked between groups; what is not done is left for the next
+        run. Returns (and adds to ``counts``) the counts of ``tagged``, ``skipped``
+        and ``failed`` items, ``albums`` tagged and items ``todo`` in this run.
         """
+        from genretag import Failure
+        from genretag.model import read_model_id
+
         opts = self._options(write=write, force=force, pretend=pretend)
         groups = [(album, items) for album, items in groups if items]
-        counts: Counter[str] = Counter()
+        counts = Counter() if counts is None else counts
         if not groups:
             return counts
-        model = self._load_model()
-        pending = [[i for i in items if needs_tagging(i, model.model_id, force=force)]
+        model_id = read_model_id()  # no torch: a run that skips everything stays cheap
+        pending = [[i for i in items if needs_tagging(i, model_id, force=force)]
                    for _, items in groups]
-        with progress_bar(sum(map(len, pending)), enabled=progress) as bar:
-            for (album, items), todo in zip(groups, pending):
-                found = self._classify(todo, model, opts.max_slices, bar)
-                counts["skipped"] += len(items) - len(todo)
-                counts["failed"] += len(todo) - len(found)
-                album_probs = (album_distribution(items, found, model.model_id)
-                               if album is not None else None)
-                shared = opts.genres(album_probs) if opts.album_consistent else None
-                for item in todo:
-                    if item.id in found:
-                        ok = self._apply(item, found[item.id], model.model_id, opts,
-                                         genres=shared, album=album)
-                        counts["tagged" if ok else "failed"] += 1
-                if album_probs and (found or needs_tagging(album, model.model_id, force=force)):
-                    self._apply(album, album_probs, model.model_id, opts)
-                    counts["albums"] += 1
+        n_todo = sum(map(len, pending))
+        counts["todo"] += n_todo
+        self._log.debug("{} items to classify, {} already tagged by {}", n_todo,
+                        sum(len(items) for _, items in groups) - n_todo, model_id)
+        results = self._results([i.filepath for todo in pending for i in todo], opts, jobs)
+        try:
+            with progress_bar(n_todo, enabled=progress) as bar:
+                for (album, items), todo in zip(groups, pending):
+                    if stop is not None and stop.requested:
+                        break
+                    counts["skipped"] += len(items) - len(todo)
+                    found = {}
+                    for item in todo:
+                        result = next(results)
+                        bar.update()
+                        if isinstance(result, Failure):
+                            self._log.error("cannot classify {}: {}; item left unchanged",
+                                            item.filepath, result.error)
+                            counts["failed"] += 1
+                        else:
+                            found[item.id] = result.probs
+                    album_probs = (album_distribution(items, found, model_id)
+                                   if album is not None else None)
+                    shared = opts.genres(album_probs) if opts.album_consistent else None
+                    for item in todo:
+                        if item.id in found:
+                            ok = self._apply(lib, item, found[item.id], model_id, opts,
+                                             genres=shared, album=album, stop=stop)
+                            counts["tagged" if ok else "failed"] += 1
+                    if album_probs and (found or needs_tagging(album, model_id, force=force)):
+                        self._apply(lib, album, album_probs, model_id, opts, stop=stop)
+                        counts["albums"] += 1
+        finally:
+            results.close()  # stops worker processes still running
         return counts
 
-    def _classify(self, items: list[Item], model: GenreModel, max_slices: int,
-                  bar: Any) -> dict[int, Distribution]:
-        """Distributions by item id; files that cannot be classified are logged and left out."""
-        from genretag import Failure, classify_files
+    def _results(self, paths: list[Path], opts: Options, jobs: int | None
+                 ) -> Iterator[TrackPrediction | Failure]:
+        """A result per path, in order; worker processes are only started when iterated."""
+        if not paths:
+            return
+        if jobs is None:
+            from genretag import classify_files
 
-        found = {}
-        results = classify_files([item.filepath for item in items], model, max_slices=max_slices)
-        for item, result in zip(items, results):
-            bar.update()
-            if isinstance(result, Failure):
-                self._log.error("cannot classify {}: {}; item left unchanged",
-                                item.filepath, result.error)
-            else:
-                found[item.id] = result.probs
-        return found
+            yield from classify_files(paths, self._load_model(), max_slices=opts.max_slices)
+        else:
+            from genretag.workers import classify_parallel
 
-    def _apply(self, obj: Item | Album, probs: Distribution, model_id: str, opts: Options, *,
-               genres: list[str] | None = None, album: Album | None = None) -> bool:
+            yield from classify_parallel(paths, jobs=jobs, max_slices=opts.max_slices,
+                                         timeout_s=opts.timeout)
+
+    def _apply(self, lib: Library, obj: Item | Album, probs: Distribution, model_id: str,
+               opts: Options, *, genres: list[str] | None = None, album: Album | None = None,
+               stop: Interruption | None = None) -> bool:
         """Store one prediction on ``obj`` (an item also in its file if writing).
 
         ``genres`` replaces the item's own pick (an album's, with ``album_consistent``).
-        Returns False, with nothing changed, if the file cannot be written.
+        Returns False, with nothing changed, if the file cannot be written. The file
+        is replaced before the database transaction that marks the item done commits,
+        so an item marked done always has the genres of its file.
         """
         current = list(obj.genres)
         new = opts.genres(probs) if genres is None else genres
@@ -302,21 +410,26 @@ class GenretagPlugin(BeetsPlugin):
             with tqdm.external_write_mode():  # print above a progress bar, if any
                 ui.print_(pretend_line(obj, current, new, max(probs.values())))
             return True
+        fields = {**result_fields(probs, model_id), "genres": new}
         written = opts.write and isinstance(obj, Item) and (new != current or opts.force)
-        if written:
-            try:
-                write_genres(obj, new)
-            except FileOperationError as exc:
-                self._log.error("cannot write genres to {}: {}; item left unchanged",
-                                obj.filepath, exc.reason)
-                return False
-        obj.update({**result_fields(probs, model_id), "genres": new})
-        if written:  # after update(), which marks a changed item's file as stale
-            obj.mtime = obj.current_mtime()
-        if isinstance(obj, Album):
-            obj.store(inherit=False)  # the album's own fields must not spread to its tracks
-        else:
-            obj.store()
+        with (stop.shielded() if stop else nullcontext()), lib.transaction() as tx:
+            if written:
+                # The database's write lock first: if another process holds it, the
+                # run stops here and the file is not touched.
+                tx.mutate("UPDATE items SET id = id WHERE id = ?", (obj.id,))
+                try:
+                    write_genres(obj, new)
+                except FileOperationError as exc:
+                    self._log.error("cannot write genres to {}: {}; item left unchanged",
+                                    obj.filepath, exc.reason)
+                    return False
+            obj.update(fields)
+            if written:  # after update(), which marks a changed item's file as stale
+                obj.mtime = obj.current_mtime()
+            if isinstance(obj, Album):
+                obj.store(inherit=False)  # the album's own fields must not spread to its tracks
+            else:
+                obj.store()
         self._log.debug("{}: genres {}", obj, new)
         return True
 
@@ -325,17 +438,21 @@ class GenretagPlugin(BeetsPlugin):
         count = self.config["count"].get(int)
         min_confidence = float(self.config["min_confidence"].as_number())
         max_slices = self.config["max_slices"].get(int)
+        timeout = float(self.config["timeout"].as_number())
         if count < 1:
             raise ui.UserError(f"genretag.count must be at least 1, not {count}")
         if not 0.0 <= min_confidence <= 1.0:
             raise ui.UserError(f"genretag.min_confidence must be in 0..1, not {min_confidence}")
         if max_slices < 1:
             raise ui.UserError(f"genretag.max_slices must be at least 1, not {max_slices}")
+        if timeout <= 0:
+            raise ui.UserError(f"genretag.timeout must be positive, not {timeout:g}")
         genre_map = {str(k): str(v or "") for k, v in self.config["genre_map"].flatten().items()}
         return Options(count=count, min_confidence=min_confidence, genre_map=genre_map,
                        overwrite=force or self.config["overwrite"].get(bool),
                        album_consistent=self.config["album_consistent"].get(bool),
-                       max_slices=max_slices, write=write, pretend=pretend, force=force)
+                       max_slices=max_slices, timeout=timeout, write=write, pretend=pretend,
+                       force=force)
 
     def _load_model(self) -> GenreModel:
         if self._model is None:
@@ -346,27 +463,95 @@ class GenretagPlugin(BeetsPlugin):
         return self._model
 
 
+# Writing tags without ever leaving a damaged file.
+
+#: Name prefix of the copy a file's new tags are written to before it replaces the file.
+TEMP_PREFIX = ".genretag-tmp."
+
+
+def temp_path(path: str) -> str:
+    """Where the new version of ``path`` is prepared: a hidden file next to it.
+
+    Hidden, so beets' default ``ignore`` patterns (``.*``) never import it; in the same
+    directory, so replacing the original is one atomic rename; with the same extension,
+    so the tag library recognises the format. The name is fixed per file, so a copy
+    left by a killed run is removed when that file is written next.
+    """
+    directory, name = os.path.split(path)
+    tmp = TEMP_PREFIX + name
+    if len(os.fsencode(tmp)) > 255:  # NAME_MAX of common file systems
+        digest = hashlib.sha1(os.fsencode(name)).hexdigest()[:16]
+        tmp = TEMP_PREFIX + digest + os.path.splitext(name)[1]
+    return os.path.join(directory, tmp)
+
+
 def write_genres(item: Item, genres: list[str]) -> None:
     """Set the genre tag of ``item``'s file to ``genres`` and touch no other tag.
 
     ``Item.write`` restricted to one field: it would rewrite every field (and add
-    empty tags for unset ones). Other plugins still get the ``write`` and
+    empty tags for unset ones). The tags are written into a copy of the file (same
+    directory, permission bits, owner, times and extended attributes), which is
+    flushed to disk and then atomically renamed over the original: whenever the
+    process dies, the file is either the old one or the new one. A symlink's target
+    is replaced, the link stays. A file without any write permission bit is treated
+    as read-only, even for root. Other plugins still get the ``write`` and
     ``after_write`` events. Raises beets' ``ReadError`` or ``WriteError``.
     """
     from mediafile import MediaFile, UnreadableFileError
 
     tags: dict[str, Any] = {"genres": genres}
     plugins.send("write", item=item, path=item.path, tags=tags)
+    target = os.path.realpath(item.filepath)
     try:
-        mediafile = MediaFile(syspath(item.path), id3v23=config["id3v23"].get(bool))
-    except UnreadableFileError as exc:
+        st = os.stat(target)
+    except OSError as exc:
         raise ReadError(item.path, exc) from exc
-    mediafile.update(tags)
+    if not st.st_mode & 0o222 or not os.access(target, os.W_OK):
+        raise WriteError(item.path, "the file is read-only")
+    tmp = temp_path(target)
     try:
-        mediafile.save()
-    except UnreadableFileError as exc:
-        raise WriteError(item.path, exc) from exc
+        with suppress(FileNotFoundError):
+            os.remove(tmp)  # left behind by a run that was killed
+        try:
+            shutil.copy2(target, tmp)
+        except OSError as exc:
+            raise WriteError(item.path, f"cannot make a temporary copy next to it: "
+                                        f"{_reason(exc)}") from exc
+        with suppress(OSError):
+            os.chown(tmp, st.st_uid, st.st_gid)
+        try:
+            mediafile = MediaFile(tmp, id3v23=config["id3v23"].get(bool))
+        except UnreadableFileError as exc:
+            raise ReadError(item.path, _reason(exc)) from exc
+        mediafile.update(tags)
+        try:
+            mediafile.save()
+            _fsync(tmp)
+            os.replace(tmp, target)
+        except (UnreadableFileError, OSError) as exc:
+            raise WriteError(item.path, _reason(exc)) from exc
+    except BaseException:
+        with suppress(OSError):
+            os.remove(tmp)
+        raise
+    with suppress(OSError):  # make the rename durable; not every file system can
+        _fsync(os.path.dirname(target))
     plugins.send("after_write", item=item, path=item.path)
+
+
+def _reason(exc: Exception) -> str:
+    """The error without a file name: it would be the temporary copy's, not the user's file."""
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return getattr(exc, "message", None) or str(exc)
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextmanager
