@@ -1,0 +1,670 @@
+"""Nothing lost: the beets plugin's side of the reliability matrix (issue 5).
+
+Bad files in a library, a locked database, kills inside a tag write, and library runs
+interrupted with SIGINT and SIGKILL at random moments. Everything runs real ``beet``
+processes on a temporary library of tagged files; afterwards the files are checked
+with mutagen and the decoder, and the database row by row. The command line's side
+is in test_bad_input.py, the weights' in test_model.py.
+"""
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from contextlib import suppress
+from pathlib import Path
+
+import mutagen
+import numpy as np
+import pytest
+import yaml
+
+from beetsplug.genretag import TEMP_PREFIX, temp_path
+from genretag.audio import decode
+from genretag.encode import write
+from genretag.testing import synth_music
+from .plugin_support import (FORMATS, Beets, add_tags, file_state, make_track, read_genres,
+                             read_tags, without_genre)
+
+SUMMARY = re.compile(r"^genretag: (\d+) tagged, (\d+) skipped, (\d+) failed"
+                     r"(?:, (\d+) not done \(interrupted\))?$", re.M)
+DONE_LINE = re.compile(r"^genretag: .*: genres \[")  # debug line: one item stored
+
+needs_posix = pytest.mark.skipif(not hasattr(os, "mkfifo") or sys.platform != "linux",
+                                 reason="needs POSIX signals, FIFOs and /proc")
+
+
+def summary(stdout: str) -> tuple[int, ...]:
+    match = SUMMARY.search(stdout)
+    assert match, f"no summary line in {stdout!r}"
+    return tuple(int(g) for g in match.groups() if g is not None)
+
+
+def set_options(beets: Beets, **options) -> None:
+    """Set ``genretag`` options in the setup's config (``Beets.write_config``'s
+    ``timeout`` is beets' database timeout, not the plugin's)."""
+    path = beets.home / "config.yaml"
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    config["genretag"].update(options)
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+
+
+def rows(beets: Beets) -> dict[int, dict]:
+    return {item.id: dict(item) for item in beets.library().items()}
+
+
+def temp_files(root: Path) -> list[Path]:
+    return sorted(root.rglob(TEMP_PREFIX + "*"))
+
+
+def make_immutable(path: Path) -> bool:
+    """``chattr +i``: even root cannot change the file. False where that is unavailable."""
+    if os.geteuid() != 0 or not shutil.which("chattr"):
+        return False
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        return False
+    try:
+        with open(path, "ab"):
+            pass
+    except PermissionError:
+        return True
+    subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+    return False
+
+
+# The plugin's side of the matrix.
+
+def encode_tagged(path: Path, audio: np.ndarray, rate: int, *, title: str,
+                  artist: str = "Test Artist") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write(audio, rate, path)
+    add_tags(path, title=title, artist=artist, album="Matrix", track=1)
+    return path
+
+
+@pytest.fixture(scope="module")
+def matrix_src(tmp_path_factory) -> Path:
+    """One tagged file per case; the bad ones are damaged after the import."""
+    src = tmp_path_factory.mktemp("matrix src")
+    for n, (case, ext) in enumerate([("good", "mp3"), ("random bytes", "mp3"),
+                                     ("truncated", "flac"), ("zero bytes", "mp3"),
+                                     ("a text file", "mp3"), ("deleted", "ogg"),
+                                     ("read-only", "m4a"), ("immutable", "flac"),
+                                     ("hangs", "mp3"), ("good m4a", "m4a")]):
+        make_track(src / f"{case}.{ext}", title=case, artist="Test Artist", album="Matrix",
+                   track=1, seed=n, duration_s=4.0)
+    encode_tagged(src / "silence.flac", np.zeros((1, 22050 * 4), np.float32), 22050,
+                  title="silence")
+    encode_tagged(src / "tiny.flac", synth_music(0.2, 22050, seed=20), 22050,
+                  title="a 0.2 s clip")
+    noise = np.clip(np.random.default_rng(21).standard_normal((2, 44100 * 4)) * 4, -1, 1)
+    encode_tagged(src / "noise.flac", noise.astype(np.float32), 44100,
+                  title="clipped full-scale noise")
+    encode_tagged(src / "six.flac", synth_music(4.0, 48000, seed=22, channels=6), 48000,
+                  title="six channels")
+    encode_tagged(src / "hires.flac", synth_music(4.0, 96000, seed=23), 96000,
+                  title="96 kHz")
+    encode_tagged(src / "unicode.opus", synth_music(4.0, 48000, seed=24), 48000,
+                  title="Jóga (ライブ)  two  spaces", artist="Björk Guðmundsdóttir")
+    return src
+
+
+#: Damaged after import: title -> the reason the one error line must give.
+BAD_REASONS = {
+    "random bytes": "not a recognised audio file",
+    "truncated": "decoding failed|truncated",
+    "zero bytes": r"empty file \(0 bytes\)",
+    "a text file": "not a recognised audio file",
+    "silence": "silent",
+    "deleted": "file not found",
+    "read-only": "the file is read-only",
+    "immutable": "the file is read-only",
+    "hangs": "gave up after 6 s",
+}
+ODD_BUT_VALID = ("good", "good m4a", "a 0.2 s clip", "clipped full-scale noise",
+                 "six channels", "96 kHz", "Jóga (ライブ)  two  spaces")
+
+
+def damage(items: dict, rng: np.random.Generator) -> bool:
+    """Break the library files as the matrix says; False if ``chattr +i`` is unavailable."""
+    path = items["random bytes"].filepath
+    path.write_bytes(rng.bytes(path.stat().st_size))
+    path = items["truncated"].filepath
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    items["zero bytes"].filepath.write_bytes(b"")
+    items["a text file"].filepath.write_text("not audio, just notes\n" * 100)
+    items["deleted"].filepath.unlink()
+    items["read-only"].filepath.chmod(0o444)
+    path = items["hangs"].filepath
+    path.unlink()
+    os.mkfifo(path)  # any reader blocks until a writer comes: a hung decoder
+    return make_immutable(items["immutable"].filepath)
+
+
+@needs_posix
+def test_bad_items_fail_one_line_each_and_the_rest_is_tagged(matrix_src, tmp_path, model):
+    beets = Beets(tmp_path, auto=False)
+    set_options(beets, timeout=6, max_slices=2)
+    beets.run("import", "-A", "-s", str(matrix_src))
+    items = {item.title: item for item in beets.library().items()}
+    assert set(items) == set(BAD_REASONS) | set(ODD_BUT_VALID)
+    unicode_path = items["Jóga (ライブ)  two  spaces"].filepath
+    assert "Björk" in str(unicode_path) and "  two  " in unicode_path.name
+    tags_before = {t: read_tags(i.filepath) for t, i in items.items()}
+    items["good"].filepath.chmod(0o604)  # an unusual mode that must survive the rewrite
+    immutable = damage(items, np.random.default_rng(0))
+    bad = {t: r for t, r in BAD_REASONS.items() if immutable or t != "immutable"}
+    if not immutable:
+        items["immutable"].filepath.chmod(0o444)  # still a read-only file
+    db_before = rows(beets)
+    files_before = {t: file_state(i.filepath) for t, i in items.items()
+                    if i.filepath.is_file()}
+    try:
+        started = time.monotonic()
+        proc = beets.run("genretag", check=False)
+        elapsed = time.monotonic() - started
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(items["immutable"].filepath)], check=True)
+
+    assert proc.returncode == 1, proc.stderr
+    assert summary(proc.stdout) == (len(ODD_BUT_VALID), 0, len(BAD_REASONS))
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith(
+        f"error: {len(BAD_REASONS)} item(s) could not be tagged")
+    assert elapsed < 100  # the FIFO cost its 6-s bound, not forever
+    db_after = rows(beets)
+    for title, reason in bad.items():
+        path = items[title].filepath
+        lines = [line for line in proc.stderr.splitlines() if str(path) in line]
+        assert len(lines) == 1, (title, proc.stderr)
+        assert re.search(reason, lines[0]), (title, lines[0])
+        assert db_after[items[title].id] == db_before[items[title].id], title
+        if title in files_before:
+            assert file_state(path) == files_before[title], title
+    assert not items["deleted"].filepath.exists()
+    assert items["hangs"].filepath.is_fifo()
+    for title in ODD_BUT_VALID:
+        item = beets.library().get_item(items[title].id)
+        assert item["genretag_model"] == model.model_id, title
+        assert item.genres and read_genres(item.filepath) == item.genres, title
+        assert without_genre(read_tags(item.filepath)) == without_genre(tags_before[title])
+        assert item.mtime == int(item.filepath.stat().st_mtime)
+    assert items["good"].filepath.stat().st_mode & 0o777 == 0o604
+    assert temp_files(beets.music) == []
+
+
+@needs_posix
+def test_import_hook_reports_silence_and_tags_odd_files(matrix_src, tmp_path, model):
+    """The same odd files through ``beet import`` with ``auto: yes``: one line for the
+    silent file, the import goes on and everything else is tagged and written."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("silence.flac", "tiny.flac", "noise.flac", "six.flac", "hires.flac",
+                 "unicode.opus", "good.mp3"):
+        shutil.copy2(matrix_src / name, src / name)
+    beets = Beets(tmp_path)
+    set_options(beets, max_slices=2)
+    proc = beets.run("import", "-A", "-s", str(src))
+    items = {item.title: item for item in beets.library().items()}
+    assert len(items) == 7
+    silent = items["silence"]
+    (line,) = [line for line in proc.stderr.splitlines() if str(silent.filepath) in line]
+    assert line.startswith(f"genretag: cannot classify {silent.filepath}: the audio is silent")
+    assert "genretag_model" not in silent and not silent.genres
+    assert read_genres(silent.filepath) == []
+    for title, item in items.items():
+        if title != "silence":
+            assert item["genretag_model"] == model.model_id, title
+            assert read_genres(item.filepath) == item.genres != [], title
+            assert (without_genre(read_tags(item.filepath))
+                    == without_genre(read_tags(_source(src, item))))
+    assert temp_files(beets.music) == []
+
+
+def _source(src: Path, item) -> Path:
+    """The source file an imported singleton came from (same format and title)."""
+    names = {"silence": "silence.flac", "a 0.2 s clip": "tiny.flac",
+             "clipped full-scale noise": "noise.flac", "six channels": "six.flac",
+             "96 kHz": "hires.flac", "Jóga (ライブ)  two  spaces": "unicode.opus",
+             "good": "good.mp3"}
+    return src / names[item.title]
+
+
+def test_locked_database_changes_no_file_and_no_row(matrix_src, tmp_path):
+    """Writing on: the database's write lock is taken before a file is touched."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("good.mp3", "good m4a.m4a", "unicode.opus"):
+        shutil.copy2(matrix_src / name, src / name)
+    beets = Beets(tmp_path, auto=False, timeout=0.5)
+    beets.run("import", "-A", "-s", str(src))
+    db = rows(beets)
+    files = {p: file_state(p) for p in beets.music.rglob("*.*")}
+    lock = sqlite3.connect(beets.home / "library.db", isolation_level=None)
+    try:
+        lock.execute("BEGIN IMMEDIATE")  # another beets process writing
+        proc = beets.run("genretag", "-w", check=False)
+    finally:
+        lock.rollback()
+        lock.close()
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "error: library database: database is locked;")
+    assert rows(beets) == db
+    assert {p: file_state(p) for p in beets.music.rglob("*.*")} == files
+    # Once the other process is done, a rerun tags everything.
+    assert summary(beets.run("genretag", "-w").stdout) == (3, 0, 0)
+
+
+# Kills inside a tag write.
+
+#: Run ``beet genretag`` with one function replaced so that the process SIGKILLs
+#: itself at a chosen point of writing the first file.
+KILL_AT = """
+import os, signal, sys
+import beetsplug.genretag as plugin
+where = sys.argv[1]
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+if where == "fsync":          # the temporary copy is written, not yet on disk
+    plugin._fsync = die
+elif where == "replace":      # the copy is complete, the original not yet replaced
+    real_replace = os.replace
+    def replace(src, dst, *a, **kw):
+        if os.path.basename(src).startswith(plugin.TEMP_PREFIX):
+            die()
+        return real_replace(src, dst, *a, **kw)
+    os.replace = replace
+elif where == "store":        # the file is replaced, the database not yet committed
+    from beets.library import Item
+    Item.store = die
+import beets.ui
+beets.ui.main(["genretag", "-w"])
+"""
+
+
+@pytest.mark.parametrize("where", ["fsync", "replace", "store"])
+def test_kill_inside_a_write_leaves_a_whole_file(matrix_src, tmp_path, model, where):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy2(matrix_src / "good.mp3", src / "good.mp3")
+    beets = Beets(tmp_path, auto=False)
+    beets.run("import", "-A", "-s", str(src))
+    (item,) = beets.library().items()
+    path = item.filepath
+    before, tags = file_state(path), read_tags(path)
+    row = dict(item)
+    proc = subprocess.run([sys.executable, "-c", KILL_AT, where], env=beets.env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert rows(beets)[item.id] == row  # not marked done
+    assert mutagen.File(path) is not None and len(decode(str(path), 16000)) > 0
+    assert without_genre(read_tags(path)) == without_genre(tags)
+    if where == "store":  # the new file is complete; the item is redone next time
+        assert read_genres(path) != [] and temp_files(beets.music) == []
+    else:  # the old file is untouched; a hidden temporary copy may be left
+        assert file_state(path) == before
+        assert temp_files(beets.music) == [Path(temp_path(str(path)))]
+        # beets' default `ignore: .*` keeps such a file out of any import.
+        more = tmp_path / "more"
+        more.mkdir()
+        shutil.copy2(temp_files(beets.music)[0], more)
+        shutil.copy2(matrix_src / "unicode.opus", more)
+        beets.run("import", "-A", "-s", str(more))
+        assert sorted(i.title for i in beets.library().items()) == [
+            "Jóga (ライブ)  two  spaces", "good"]
+    # The next run finishes the item and removes the leftover.
+    assert summary(beets.run("genretag", "-w", "title:good").stdout)[:3] == (1, 0, 0)
+    done = beets.library().get_item(item.id)
+    assert done["genretag_model"] == model.model_id
+    assert read_genres(path) == done.genres
+    assert without_genre(read_tags(path)) == without_genre(tags)
+    assert temp_files(beets.music) == []
+
+
+def test_temp_path_is_hidden_next_to_the_file_with_its_extension():
+    assert temp_path("/m/a/01 Song.flac") == "/m/a/.genretag-tmp.01 Song.flac"
+    long = "/m/" + "x" * 250 + ".opus"
+    tmp = temp_path(long)
+    assert tmp.startswith("/m/.genretag-tmp.") and tmp.endswith(".opus")
+    assert len(os.path.basename(tmp)) <= 255 and temp_path(long) == tmp
+
+
+# Library runs interrupted at random moments.
+
+N_TRACKS = 100
+TRIALS = 12
+START_LINE = re.compile(r"^genretag: \d+ items to classify", re.M)  # SIGINT handler in place
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """100 tagged 3.5-s tracks (10 albums, all formats) imported with ``auto: no``.
+
+    The setup (database and files) is copied to a template once; every series of
+    trials restores it in place, so the database's absolute paths stay valid.
+    """
+    root = tmp_path_factory.mktemp("corpus")
+    src = root / "src"
+    for i in range(N_TRACKS):
+        make_track(src / f"Album {i // 10}" / f"{i % 10 + 1:02d} track.{FORMATS[i % 5]}",
+                   title=f"Song {i}", artist=f"Artist {i // 10}", album=f"Album {i // 10}",
+                   track=i % 10 + 1, seed=i, duration_s=3.5)
+    beets = Beets(root / "work", auto=False, max_slices=1)
+    beets.run("import", "-A", "-q", str(src))
+    originals = {item.id: (dict(item), without_genre(read_tags(item.filepath)))
+                 for item in beets.library().items()}
+    assert len(originals) == N_TRACKS
+    template = root / "template"
+    shutil.copytree(beets.root, template)
+    return beets, template, originals
+
+
+class Run:
+    """``beet -v genretag ARGS`` in its own process group, its output read as it comes."""
+
+    def __init__(self, beets: Beets, *args: str):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "beets", "-v", "genretag", *args], env=beets.env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, encoding="utf-8", start_new_session=True)
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self.done = 0  # items stored so far, from the debug lines
+        self._changed = threading.Condition()
+        self._readers = [threading.Thread(target=self._read, args=(stream, lines), daemon=True)
+                         for stream, lines in ((self.proc.stdout, self.stdout),
+                                               (self.proc.stderr, self.stderr))]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, stream, lines: list[str]) -> None:
+        for line in stream:
+            with self._changed:
+                lines.append(line.rstrip("\n"))
+                self.done += bool(DONE_LINE.match(line))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_until_started(self, timeout: float) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: any(START_LINE.match(line) for line in self.stderr)
+                                   or self.proc.poll() is not None, timeout=timeout)
+
+    def wait_until_done(self, count: int, timeout: float) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: self.done >= count or self.proc.poll() is not None,
+                                   timeout=timeout)
+
+    def finish(self, timeout: float) -> int:
+        code = self.proc.wait(timeout=timeout)
+        for reader in self._readers:
+            reader.join(timeout=10)
+        return code
+
+    def members(self) -> list[int]:
+        """Live (not zombie) processes of the run's process group: beet and its workers."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            state, _, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+            if int(pgrp) == self.proc.pid and state != "Z":
+                found.append(int(entry.name))
+        return found
+
+    def kill_all(self) -> None:
+        with suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.proc.poll() is None:
+            self.proc.wait(timeout=30)
+
+
+def check_library(beets: Beets, originals: dict) -> dict[str, int]:
+    """What must hold after any interruption; returns the state the library was left in.
+
+    Every file opens with mutagen and decodes whole; every tag but the genre has its
+    original value; an item marked done (``genretag_model``) has its file's genres and
+    mtime; any other row is exactly as imported; the database passes SQLite's check.
+    """
+    items = list(beets.library().items())
+    con = sqlite3.connect(beets.home / "library.db")
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        con.close()
+    assert len(items) == len(originals)
+    state = {"done": 0, "written_not_done": 0}
+    for item in items:
+        path = item.filepath
+        row, tags = originals[item.id]
+        assert mutagen.File(path) is not None, path
+        assert len(decode(str(path), 16000)) >= 16000 * 3, path
+        assert without_genre(read_tags(path)) == tags, path
+        if item.get("genretag_model"):
+            state["done"] += 1
+            assert read_genres(path) == item.genres != [], path
+            assert item.mtime == int(path.stat().st_mtime), path
+        else:
+            assert dict(item) == row, path
+            state["written_not_done"] += bool(read_genres(path))
+    state["temp_files"] = len(temp_files(beets.music))
+    return state
+
+
+@needs_posix
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGKILL"])
+def test_interrupted_library_runs_lose_nothing(corpus, signame, model, capsys):
+    """Twelve seeded interruptions of `beet genretag` on 100 files, each followed by the
+    checks above; the next run continues, and a last one finishes the library.
+
+    SIGINT goes to the whole process group, as Ctrl-C on a terminal does (twice in
+    some trials); SIGKILL to the whole group or to beet alone (its workers must then
+    exit by themselves). Kills land during start-up or after a random number of items
+    plus a random fraction of the next one.
+    """
+    beets, template, originals = corpus
+    shutil.rmtree(beets.root)
+    shutil.copytree(template, beets.root)
+    rng = random.Random(f"genretag safety {signame}")
+    jobs = "1" if signame == "SIGINT" else "2"
+    report = []
+    for trial in range(TRIALS):
+        done_before = check_library(beets, originals)["done"]
+        remaining = N_TRACKS - done_before
+        run = Run(beets, "-j", jobs)
+        try:
+            phase = rng.random() if remaining > 20 else 1.0
+            if phase < 0.15:  # beets starting, plugins loading, the query
+                delay = rng.uniform(0.0, 1.5)
+                time.sleep(delay)
+                moment = f"{delay:.2f} s after start"
+            elif phase < 0.3:  # workers starting, the model loading, the first items
+                run.wait_until_started(timeout=120)
+                delay = rng.uniform(0.0, 1.5)
+                time.sleep(delay)
+                moment = f"{delay:.2f} s after the command began"
+            else:  # in the middle of an item: classifying, writing or storing it
+                share = 3 * remaining // (2 * (TRIALS - trial + 1))  # some left at the end
+                k = rng.randint(1, max(1, min(remaining - 3, share)))
+                run.wait_until_done(k, timeout=120)
+                delay = rng.uniform(0.0, 0.15)
+                time.sleep(delay)
+                moment = f"{delay:.2f} s after item {k}"
+            assert run.proc.poll() is None, "the run ended before the interruption"
+            stored_at_signal = run.done
+            sent = time.monotonic()
+            if signame == "SIGINT":
+                twice = rng.random() < 0.3
+                os.killpg(run.proc.pid, signal.SIGINT)
+                if twice:
+                    time.sleep(rng.uniform(0.0, 0.3))
+                    with suppress(ProcessLookupError):
+                        os.killpg(run.proc.pid, signal.SIGINT)
+                target = "group, twice" if twice else "group"
+            else:
+                target = rng.choice(["group", "beet only"])
+                if target == "group":
+                    os.killpg(run.proc.pid, signal.SIGKILL)
+                else:
+                    run.proc.send_signal(signal.SIGKILL)
+            code = run.finish(timeout=60)
+            latency = time.monotonic() - sent
+            deadline = time.monotonic() + 15
+            while run.members() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            leftovers = run.members()
+        finally:
+            run.kill_all()
+        assert leftovers == [], "worker processes outlived the run"
+
+        state = check_library(beets, originals)
+        out, err = "\n".join(run.stdout), "\n".join(run.stderr)
+        if signame == "SIGINT":
+            started = bool(START_LINE.search(err))
+            graceful = SUMMARY.search(out) is not None
+            assert graceful or not started, err  # once the run started, it stops cleanly
+            if graceful:
+                assert code == 1 and "Traceback" not in err, err
+                assert err.splitlines()[-1].startswith("error: interrupted"), err
+                tagged, _, failed, left = summary(out)
+                assert failed == 0 and tagged + left == remaining
+                assert state["done"] == done_before + tagged >= done_before + stored_at_signal
+            else:  # before the plugin's command began: beets' own ^C, nothing changed
+                assert state["done"] == done_before
+            assert state["temp_files"] == state["written_not_done"] == 0
+            assert latency < 20
+        else:
+            assert code == -signal.SIGKILL
+            assert state["done"] >= done_before + stored_at_signal
+        report.append({"trial": trial, "signal": signame, "target": target, "when": moment,
+                       "exit": code, "exited_after_s": round(latency, 2),
+                       "done_before": done_before, **state})
+
+    # A plain run finishes what is left, and clears what the kills left behind.
+    left = N_TRACKS - report[-1]["done"]
+    proc = beets.run("genretag", "-j", jobs)
+    assert summary(proc.stdout) == (left, N_TRACKS - left, 0)
+    final = check_library(beets, originals)
+    assert final["done"] == N_TRACKS and final["temp_files"] == 0
+    with capsys.disabled():
+        print(f"\n{signame} trials:")
+        for row in report:
+            print("  " + ", ".join(f"{k}={v}" for k, v in row.items()))
+
+
+# Weights and the network (the weights' own failure cases are in test_model.py).
+
+def test_pickled_code_in_place_of_weights_is_never_run(matrix_src, tmp_path):
+    """A pickle payload with a valid hash in the card is refused, not unpickled, and
+    ``beet genretag`` stops with one error naming the file, changing nothing."""
+    import json
+    import pickle
+
+    from genretag.errors import WeightsError
+    from genretag.model import CARD_NAME, default_weights_dir, load_model, sha256_file
+
+    weights = Path(shutil.copytree(default_weights_dir(), tmp_path / "weights"))
+    card = json.loads((weights / CARD_NAME).read_text())
+    head = weights / card["files"][-1]["path"]
+    marker = tmp_path / "payload ran"
+
+    class Payload:
+        def __reduce__(self):
+            return open, (str(marker), "w")
+
+    head.write_bytes(pickle.dumps(Payload()))
+    card["files"][-1]["sha256"] = sha256_file(head)
+    (weights / CARD_NAME).write_text(json.dumps(card))
+    with pytest.raises(WeightsError, match=re.escape(str(head)) + ": not a valid safetensors"):
+        load_model(weights)
+    assert not marker.exists()
+
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy2(matrix_src / "good.mp3", src)
+    beets = Beets(tmp_path / "beets", auto=False)
+    beets.run("import", "-A", "-s", str(src))
+    db, files = rows(beets), {p: file_state(p) for p in beets.music.rglob("*.*")}
+    proc = subprocess.run([sys.executable, "-m", "beets", "genretag"], capture_output=True,
+                          text=True, timeout=300,
+                          env={**beets.env, "GENRETAG_WEIGHTS": str(weights)})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"error: {head}: not a valid safetensors file")
+    assert not marker.exists()
+    assert rows(beets) == db
+    assert {p: file_state(p) for p in beets.music.rglob("*.*")} == files
+
+
+#: Loaded by every Python process (beet, its workers, genretag) through PYTHONPATH:
+#: any attempt to reach the network is logged and refused.
+NO_NETWORK = """
+import os, socket
+
+def _refuse(*args, **kwargs):
+    with open(os.environ["GENRETAG_NET_LOG"], "a") as log:
+        log.write(f"{os.getpid()} {args!r}\\n")
+    raise OSError("network access blocked by the test")
+
+_connect, _connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+def connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _refuse(address)
+    return _connect(self, address)
+
+def connect_ex(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _refuse(address)
+    return _connect_ex(self, address)
+
+socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
+socket.getaddrinfo = socket.create_connection = _refuse
+"""
+
+
+def test_nothing_is_fetched_from_the_network(matrix_src, tmp_path, model):
+    guard = tmp_path / "guard"
+    guard.mkdir()
+    (guard / "sitecustomize.py").write_text(NO_NETWORK)
+    log = tmp_path / "network.log"
+    beets = Beets(tmp_path / "beets")
+    env = {**beets.env, "GENRETAG_NET_LOG": str(log),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(guard),
+                                                       os.environ.get("PYTHONPATH")]))}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, *args], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    probe = subprocess.run([sys.executable, "-c", "import socket; socket.create_connection("
+                            "('192.0.2.1', 80), timeout=1)"], env=env, capture_output=True)
+    assert probe.returncode != 0 and log.exists()  # the guard works
+    log.unlink()
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("good.mp3", "unicode.opus"):
+        shutil.copy2(matrix_src / name, src)
+    run("-m", "beets", "import", "-A", "-s", str(src))  # auto: yes, in-process model
+    assert summary(run("-m", "beets", "genretag", "-f", "-j", "2").stdout) == (2, 0, 0)
+    out = run("-m", "genretag.cli", "classify", "--json", str(src)).stdout
+    assert len(out.splitlines()) == 2
+    assert all(i["genretag_model"] == model.model_id for i in beets.library().items())
+    assert not log.exists(), log.read_text()
