@@ -178,9 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"slices analysed per track, spread over it (default {DEFAULT_MAX_SLICES})")
     c.add_argument("--all-slices", action="store_true", help="analyse every slice of every track")
     c.add_argument("--weights", metavar="DIR", help="model directory (default: shipped model)")
-    c.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="network arithmetic; auto = bfloat16 on CPUs that have it natively, "
-                        "else float32 (default auto)")
+    c.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
+                   help="network arithmetic (default fp32); auto = bfloat16 on CPUs that "
+                        "have it natively")
     c.add_argument("-j", "--jobs", type=_positive, default=os.cpu_count() or 1, metavar="N",
                    help="worker processes, one core each (default: all cores)")
     c.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",

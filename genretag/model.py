@@ -66,9 +66,9 @@ def cpu_has_native_bf16() -> bool:
 def resolve_precision(precision: str) -> str:
     """``"auto"`` becomes ``"bf16"`` on CPUs with native bfloat16, else ``"fp32"``.
 
-    bfloat16 runs the network about 1.5x faster there; on the validation protocol it
-    changed the genre of 1 clip in 246 (see bench/RESULTS.md). Elsewhere it would be
-    emulated and slower, so ``auto`` keeps float32.
+    At genretag's small batches float32 is as fast (bench/RESULTS.md); bfloat16 pays off
+    for larger batches on such CPUs. On the validation protocol it changed the genre of
+    2 clips in 246. Elsewhere it would be emulated and slower, so ``auto`` keeps float32.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
@@ -126,10 +126,10 @@ def load_tensors(path: Path, expected_sha256: str) -> dict:
 
 
 def load_model(weights_dir: str | os.PathLike | None = None, *,
-               precision: str = "auto") -> GenreModel:
+               precision: str = "fp32") -> GenreModel:
     """Build the network the card describes and load its verified weights.
 
-    ``precision``: ``"auto"`` (default), ``"fp32"`` or ``"bf16"``; see :func:`resolve_precision`.
+    ``precision``: ``"fp32"`` (default), ``"bf16"`` or ``"auto"``; see :func:`resolve_precision`.
     """
     precision = resolve_precision(precision)
     import torch

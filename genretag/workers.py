@@ -21,7 +21,25 @@ from .prediction import Failure, TrackPrediction
 DEFAULT_TIMEOUT_S = 120.0
 
 
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this worker when its parent dies, even mid-file.
+
+    (The "parent" is the thread that started the worker: start workers from a thread
+    that outlives them, as the CLI and the plugin do.)
+    """
+    import ctypes
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # the parent check between tasks still applies
+
+
 def _worker(weights_dir, max_slices, precision, tasks, results) -> None:
+    _die_with_parent()
     import torch
 
     from .model import load_model
@@ -52,7 +70,7 @@ def _worker(weights_dir, max_slices, precision, tasks, results) -> None:
 def classify_parallel(paths: Iterable[str | os.PathLike], *, jobs: int = 2,
                       weights_dir: str | os.PathLike | None = None,
                       max_slices: int | None = 10, timeout_s: float | None = DEFAULT_TIMEOUT_S,
-                      precision: str = "auto") -> Iterator[TrackPrediction | Failure]:
+                      precision: str = "fp32") -> Iterator[TrackPrediction | Failure]:
     """Like :func:`genretag.predict.classify_files`, on ``jobs`` worker processes."""
     from .errors import WeightsError
 
