@@ -10,16 +10,14 @@ the first classification, so other ``beet`` commands stay quick.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import shutil
 import signal
 import sqlite3
 import sys
 import threading
 from collections import Counter
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -465,93 +463,43 @@ class GenretagPlugin(BeetsPlugin):
 
 # Writing tags without ever leaving a damaged file.
 
-#: Name prefix of the copy a file's new tags are written to before it replaces the file.
-TEMP_PREFIX = ".genretag-tmp."
-
-
-def temp_path(path: str) -> str:
-    """Where the new version of ``path`` is prepared: a hidden file next to it.
-
-    Hidden, so beets' default ``ignore`` patterns (``.*``) never import it; in the same
-    directory, so replacing the original is one atomic rename; with the same extension,
-    so the tag library recognises the format. The name is fixed per file, so a copy
-    left by a killed run is removed when that file is written next.
-    """
-    directory, name = os.path.split(path)
-    tmp = TEMP_PREFIX + name
-    if len(os.fsencode(tmp)) > 255:  # NAME_MAX of common file systems
-        digest = hashlib.sha1(os.fsencode(name)).hexdigest()[:16]
-        tmp = TEMP_PREFIX + digest + os.path.splitext(name)[1]
-    return os.path.join(directory, tmp)
-
-
 def write_genres(item: Item, genres: list[str]) -> None:
     """Set the genre tag of ``item``'s file to ``genres`` and touch no other tag.
 
     ``Item.write`` restricted to one field: it would rewrite every field (and add
-    empty tags for unset ones). The tags are written into a copy of the file (same
-    directory, permission bits, owner, times and extended attributes), which is
-    flushed to disk and then atomically renamed over the original: whenever the
-    process dies, the file is either the old one or the new one. A symlink's target
-    is replaced, the link stays. A file without any write permission bit is treated
-    as read-only, even for root. Other plugins still get the ``write`` and
-    ``after_write`` events. Raises beets' ``ReadError`` or ``WriteError``.
+    empty tags for unset ones). The tags go into a copy that then atomically
+    replaces the file (:func:`genretag.atomic.replaced_atomically`): whenever the
+    process dies, the file is either the old one or the new one. Other plugins
+    still get the ``write`` and ``after_write`` events. Raises beets' ``ReadError``
+    or ``WriteError``.
     """
     from mediafile import MediaFile, UnreadableFileError
 
+    from genretag.atomic import FileWriteError, replaced_atomically
+
     tags: dict[str, Any] = {"genres": genres}
     plugins.send("write", item=item, path=item.path, tags=tags)
-    target = os.path.realpath(item.filepath)
     try:
-        st = os.stat(target)
+        with replaced_atomically(item.filepath) as tmp:
+            try:
+                mediafile = MediaFile(tmp, id3v23=config["id3v23"].get(bool))
+            except UnreadableFileError as exc:
+                raise ReadError(item.path, _reason(exc)) from exc
+            mediafile.update(tags)
+            try:
+                mediafile.save()
+            except UnreadableFileError as exc:
+                raise WriteError(item.path, _reason(exc)) from exc
+    except FileWriteError as exc:
+        raise WriteError(item.path, exc.reason) from exc
     except OSError as exc:
         raise ReadError(item.path, exc) from exc
-    if not st.st_mode & 0o222 or not os.access(target, os.W_OK):
-        raise WriteError(item.path, "the file is read-only")
-    tmp = temp_path(target)
-    try:
-        with suppress(FileNotFoundError):
-            os.remove(tmp)  # left behind by a run that was killed
-        try:
-            shutil.copy2(target, tmp)
-        except OSError as exc:
-            raise WriteError(item.path, f"cannot make a temporary copy next to it: "
-                                        f"{_reason(exc)}") from exc
-        with suppress(OSError):
-            os.chown(tmp, st.st_uid, st.st_gid)
-        try:
-            mediafile = MediaFile(tmp, id3v23=config["id3v23"].get(bool))
-        except UnreadableFileError as exc:
-            raise ReadError(item.path, _reason(exc)) from exc
-        mediafile.update(tags)
-        try:
-            mediafile.save()
-            _fsync(tmp)
-            os.replace(tmp, target)
-        except (UnreadableFileError, OSError) as exc:
-            raise WriteError(item.path, _reason(exc)) from exc
-    except BaseException:
-        with suppress(OSError):
-            os.remove(tmp)
-        raise
-    with suppress(OSError):  # make the rename durable; not every file system can
-        _fsync(os.path.dirname(target))
     plugins.send("after_write", item=item, path=item.path)
 
 
 def _reason(exc: Exception) -> str:
     """The error without a file name: it would be the temporary copy's, not the user's file."""
-    if isinstance(exc, OSError):
-        return exc.strerror or str(exc)
     return getattr(exc, "message", None) or str(exc)
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextmanager

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import yaml
 
-from beetsplug.genretag import TEMP_PREFIX, temp_path
+from genretag.atomic import TEMP_PREFIX, temp_path
 from genretag.audio import decode
 from genretag.encode import write
 from genretag.testing import synth_music
@@ -271,16 +271,16 @@ def test_locked_database_changes_no_file_and_no_row(matrix_src, tmp_path):
 #: itself at a chosen point of writing the first file.
 KILL_AT = """
 import os, signal, sys
-import beetsplug.genretag as plugin
+import genretag.atomic as atomic
 where = sys.argv[1]
 def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 if where == "fsync":          # the temporary copy is written, not yet on disk
-    plugin._fsync = die
+    atomic._fsync = die
 elif where == "replace":      # the copy is complete, the original not yet replaced
     real_replace = os.replace
     def replace(src, dst, *a, **kw):
-        if os.path.basename(src).startswith(plugin.TEMP_PREFIX):
+        if os.path.basename(src).startswith(atomic.TEMP_PREFIX):
             die()
         return real_replace(src, dst, *a, **kw)
     os.replace = replace
