@@ -18,16 +18,8 @@ from pathlib import Path
 import numpy as np
 
 
-def spread(n: int, k: int) -> np.ndarray:
-    """Indices of ``k`` evenly spread slices out of ``n`` (all when ``n <= k``)."""
-    if n <= k:
-        return np.arange(n)
-    return np.unique(np.round(np.linspace(0, n - 1, k)).astype(int))
-
-
 def main() -> None:
-    import torch
-
+    from genretag.audio import spread_indices
     from genretag.dataset import GTZAN_GENRES, load_index
     from genretag.evaluate import FOLDS, fit
     from genretag.metrics import summarize
@@ -67,7 +59,7 @@ def main() -> None:
                 clips[i].path, model, max_slices=None).timeline]) for i in held_out]
             seconds = time.perf_counter() - t0
             for k in ks:
-                pred = [int(p[spread(len(p), k)].mean(0).argmax()) for p in slice_probs]
+                pred = [int(p[spread_indices(len(p), k)].mean(0).argmax()) for p in slice_probs]
                 m = summarize(label[held_out], np.asarray(pred), classes)
                 fold[f"{precision}_k{k}"] = {"accuracy": m["accuracy"],
                                             "balanced_accuracy": m["balanced_accuracy"]}

@@ -21,6 +21,13 @@ AUDIO_EXTENSIONS = frozenset({
 })
 
 
+def spread_indices(n: int, k: int) -> np.ndarray:
+    """Indices of ``k`` evenly spread items out of ``n``, first and last included (all if ``n <= k``)."""
+    if n <= k:
+        return np.arange(n)
+    return np.unique(np.round(np.linspace(0, n - 1, k)).astype(int))
+
+
 def plan_slices(duration_s: float | None, slice_s: float,
                 max_slices: int | None) -> list[float] | None:
     """Start times (s) of the slices to analyse, or ``None`` to stream them all.
@@ -34,8 +41,7 @@ def plan_slices(duration_s: float | None, slice_s: float,
     n_total = max(1, int(duration_s // slice_s))
     if n_total <= max_slices:
         return None
-    picks = np.unique(np.round(np.linspace(0, n_total - 1, max_slices)).astype(int))
-    return [float(i * slice_s) for i in picks]
+    return [float(i * slice_s) for i in spread_indices(n_total, max_slices)]
 
 
 def pad_slice(samples: np.ndarray, length: int) -> np.ndarray:
@@ -61,17 +67,10 @@ def iter_slices(path: str, sample_rate: int, slice_samples: int, *,
         yield from _soundfile_slices(path, sample_rate, slice_samples, max_slices)
 
 
-def decode(path: str, sample_rate: int, *, max_seconds: float | None = None) -> np.ndarray:
-    """Whole (or first ``max_seconds`` of) ``path`` as mono float32 at ``sample_rate``."""
-    limit = None if max_seconds is None else int(max_seconds * sample_rate)
-    chunks, total = [], 0
-    for chunk in _pyav_stream(path, sample_rate):
-        chunks.append(chunk)
-        total += len(chunk)
-        if limit is not None and total >= limit:
-            break
-    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    return audio[:limit] if limit is not None else audio
+def decode(path: str, sample_rate: int) -> np.ndarray:
+    """The whole of ``path`` as mono float32 at ``sample_rate``."""
+    chunks = list(_pyav_stream(path, sample_rate))
+    return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
 
 class _NotForPyAV(Exception):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .audio import spread_indices
 from .dataset import GTZAN_GENRES
 from .metrics import summarize
 from .train import BaselineConfig, HeadConfig, SliceSet, fit_baseline, fit_head
@@ -55,8 +56,8 @@ def track_predictions(data: SliceSet, rows: np.ndarray, probs: np.ndarray,
     preds = []
     for c in clips:
         p = probs[data.clip[rows] == c]
-        if max_slices and len(p) > max_slices:
-            p = p[np.unique(np.round(np.linspace(0, len(p) - 1, max_slices)).astype(int))]
+        if max_slices:
+            p = p[spread_indices(len(p), max_slices)]
         preds.append(int(p.mean(0).argmax()))
     return clips, np.asarray(preds)
 
