@@ -2,7 +2,10 @@ from pathlib import Path
 
 from setuptools import find_namespace_packages, find_packages, setup
 
-WEIGHTS = sorted(str(p) for p in Path("weights").glob("*") if p.suffix in (".json", ".safetensors"))
+# The shipped weights are package data of `genretag.weights` (the repository's weights/
+# folder), so every kind of install finds them next to the code.
+WEIGHT_PACKAGES = ["genretag.weights"] + [
+    "genretag.weights." + p.name for p in sorted(Path("weights").iterdir()) if p.is_dir()]
 
 setup(
     name="genretag",
@@ -12,8 +15,9 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["genretag", "genretag.*"])
-    + find_namespace_packages(include=["beetsplug"]),
-    data_files=[("share/genretag/weights", WEIGHTS)],
+    + find_namespace_packages(include=["beetsplug", "beetsplug.*"]) + WEIGHT_PACKAGES,
+    package_dir={"genretag.weights": "weights"},
+    package_data={p: ["*.json", "*.md", "*.safetensors"] for p in WEIGHT_PACKAGES},
     install_requires=[
         "numpy>=1.24",
         "scipy>=1.10",

@@ -2,7 +2,7 @@
 
 For each fold of the validation protocol (train -> valid, valid -> train) a head is
 trained exactly as ``genretag evaluate`` does, put on the shipped backbone, and every
-held-out clip is classified with ``genretag.predict.classify_file`` (decode, slices,
+held-out clip is classified with ``genretag.classify.classify_file`` (decode, slices,
 log-mel, network, mean) in both precisions. Reduced analysis uses the slice choice of
 ``genretag.audio.plan_slices`` (k evenly spread slices) on the same slice outputs.
 

@@ -159,7 +159,7 @@ def accuracy_section(acc: dict | None, path: Path) -> list[str]:
         lines += _md_table(header, rows)
         same = [f["same_genre_fp32_bf16"] for f in acc["folds"] if "same_genre_fp32_bf16" in f]
         lines += ["", "Accuracy (balanced accuracy) of held-out clips classified through "
-                      "`genretag.predict.classify_file`, from `bench/accuracy.py` (validation "
+                      "`genretag.classify.classify_file`, from `bench/accuracy.py` (validation "
                       "protocol, both folds). GTZAN clips are 30 s, i.e. 9 slices, so 10 "
                       "slices is the whole clip; k slices are chosen as `plan_slices` chooses "
                       "them on long tracks."
@@ -258,7 +258,7 @@ def render(res: dict, acc: dict | None, acc_path: Path) -> str:
     out += ["### How each figure is measured", "",
             "1. In one process with one loaded model, per track: `genretag.audio.decode` "
             "(PyAV to 16 kHz mono, the whole file; genretag's own decoder) is the floor, "
-            "`genretag.predict.classify_file` is tagging. Median over tracks of the per-track "
+            "`genretag.classify.classify_file` is tagging. Median over tracks of the per-track "
             "ratio. The default analyses 10 slices spread over the track, reached by seeking, so "
             "it decodes about 30 s of audio, not the whole file.",
             "2. The seed-style pipeline: `librosa.load(sr=16000)` + "
@@ -311,7 +311,7 @@ def render(res: dict, acc: dict | None, acc_path: Path) -> str:
                 f"Network in {res.get('precision', 'fp32')}, as genretag runs it; "
                 "decode is `genretag.audio.iter_slices` (seeking for `default`, streaming "
                 "for `all`), mel is `genretag.features.log_mel` in batches of "
-                "`genretag.predict.BATCH_SIZE`.", ""]
+                "`genretag.defaults.BATCH_SIZE`.", ""]
         out += _md_table(["track", "analysis", "slices", "decode ms/slice", "mel ms/slice",
                           "network ms/slice", "network share"],
                          [[p["file"], p["mode"], p["slices"], f"{p['decode_ms_per_slice']:.1f}",

@@ -10,7 +10,7 @@ Everything is measured in one run on the same files, with public tools only
 
 1. per track, in this process with one loaded model: decode-only time with the
    decoder genretag uses (``genretag.audio.decode``: PyAV to 16 kHz mono, whole
-   file) = the floor; genretag's tagging time (``genretag.predict.classify_file``,
+   file) = the floor; genretag's tagging time (``genretag.classify.classify_file``,
    default and all slices; torch on 1 thread, and on 2) -> median ratio;
 2. the seed-style pipeline (``librosa.load`` at 16 kHz + ``librosa.feature.melspectrogram``
    with the same parameters + ``log10(1 + 10000 x)`` + the same network on every
@@ -158,13 +158,13 @@ def precision_of(model) -> str:
 
 
 def net_probs(model, patches, precision: str | None = None):
-    """Softmax of the network on log-mel patches, in the precision genretag uses for it."""
-    import torch
+    """Head scores of log-mel patches through the backbone, in the precision genretag uses."""
+    import dataclasses
 
-    bf16 = (precision or precision_of(model)) == "bf16"
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        logits = model.net(patches)
-    return torch.softmax(logits.float(), dim=1)
+    backbone = model.backbone
+    if precision and precision != backbone.precision:
+        backbone = dataclasses.replace(backbone, precision=precision)
+    return model.scores(backbone.embed_patches(patches))
 
 
 def seed_pipeline(path: str, model, *, batch: int = 16, parts: dict | None = None) -> np.ndarray:
@@ -175,6 +175,8 @@ def seed_pipeline(path: str, model, *, batch: int = 16, parts: dict | None = Non
     """
     import librosa
     import torch
+
+    from genretag.classify import aggregate
 
     f = model.features
     t0 = time.perf_counter()
@@ -192,10 +194,10 @@ def seed_pipeline(path: str, model, *, batch: int = 16, parts: dict | None = Non
     out = []
     with torch.inference_mode():
         for i in range(0, n, batch):
-            out.append(net_probs(model, torch.from_numpy(patches[i:i + batch])).numpy())
+            out.append(net_probs(model, torch.from_numpy(patches[i:i + batch])))
     if parts is not None:
         parts.update(load_s=t1 - t0, mel_s=t2 - t1, net_s=time.perf_counter() - t2, slices=n)
-    return np.concatenate(out).mean(axis=0)
+    return aggregate(np.concatenate(out))
 
 
 def torch_mel_all(audio: np.ndarray, model, batch: int = 16) -> int:
@@ -217,7 +219,8 @@ def per_track(tracks: list[Path], model, args) -> tuple[list[dict], dict]:
     import torch
 
     from genretag.audio import decode, iter_slices
-    from genretag.predict import DEFAULT_MAX_SLICES, classify_file
+    from genretag.classify import classify_file
+    from genretag.defaults import MAX_SLICES as DEFAULT_MAX_SLICES
 
     f = model.features
     torch.set_num_threads(1)
@@ -286,7 +289,7 @@ def profile(tracks: list[Path], model, *, repeats: int = 2) -> dict:
 
     from genretag.audio import iter_slices
     from genretag.features import log_mel
-    from genretag.predict import BATCH_SIZE, DEFAULT_MAX_SLICES
+    from genretag.defaults import BATCH_SIZE, MAX_SLICES as DEFAULT_MAX_SLICES
 
     f = model.features
     torch.set_num_threads(1)
@@ -326,11 +329,11 @@ def network_profile(model, repeats: int = 3) -> dict:
                 net_probs(model, x, precision)
                 t, _ = timed(lambda: net_probs(model, x, precision), repeats)
                 res["batch_ms_per_slice"][f"{precision} batch {bs}"] = 1000 * t / bs
-        bb = getattr(model.net, "backbone", None)
+        bb = model.backbone.net
         if bb is not None and hasattr(bb, "timbral"):
             x = torch.rand(16, 187, 96) * 3
             xi = bb.input_bn(x.unsqueeze(1))
-            total, _ = timed(lambda: model.net(x), repeats)
+            total, _ = timed(lambda: net_probs(model, x, "fp32"), repeats)
             stages = {}
             for name, blocks in (("timbral", bb.timbral), ("temporal", bb.temporal)):
                 for k, b in enumerate(blocks):

@@ -1,6 +1,7 @@
 """genretag: tag a music collection's genres from the audio.
 
-The one path: decode -> log-mel slices -> CNN per slice -> mean -> TrackPrediction::
+The one path: decode -> slices -> log-mel -> backbone embedding -> head -> mean
+-> TrackPrediction::
 
     from genretag import load_model, classify_files
     model = load_model()
@@ -12,7 +13,7 @@ Importing this package is cheap; torch and PyAV load on first use.
 from __future__ import annotations
 
 from .errors import AudioError, GenretagError, WeightsError
-from .prediction import Failure, SliceResult, TrackPrediction
+from .result import Failure, SliceResult, TrackPrediction
 
 __version__ = "1.0.0"
 
@@ -22,8 +23,8 @@ __all__ = ["AudioError", "Failure", "GenretagError", "SliceResult", "TrackPredic
 
 def __getattr__(name: str):
     if name in ("classify_file", "classify_files"):
-        from . import predict
-        return getattr(predict, name)
+        from . import classify
+        return getattr(classify, name)
     if name == "load_model":
         from .model import load_model
         return load_model

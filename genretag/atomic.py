@@ -11,19 +11,12 @@ import shutil
 from contextlib import contextmanager, suppress
 from typing import Iterator
 
-from .errors import GenretagError
+from .errors import FileWriteError
+
+__all__ = ["TEMP_PREFIX", "FileWriteError", "replaced_atomically", "temp_path"]
 
 #: Name prefix of the copy a file's new version is prepared in.
 TEMP_PREFIX = ".genretag-tmp."
-
-
-class FileWriteError(GenretagError):
-    """The file cannot be replaced (read-only, no room for a copy, …); it is unchanged."""
-
-    def __init__(self, path: str, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path = path
-        self.reason = reason
 
 
 def temp_path(path: str) -> str:

@@ -1,4 +1,4 @@
-"""``genretag``: classify files, evaluate models, train the shipped model.
+"""genretag: tag music files' genres from their audio.
 
 Exit status: 0 when every file worked, 1 when some failed, 2 on usage errors.
 """
@@ -10,36 +10,51 @@ import os
 import sys
 from pathlib import Path
 
+from . import defaults
+
 
 def walk(paths: list[str]) -> list[str]:
-    """Files named on the command line, plus the audio files under named directories."""
+    """Files named on the command line, plus the audio files under named directories.
+
+    Hidden files and directories (``.name``, macOS ``._name``, genretag's own
+    ``.genretag-tmp.*``) are skipped in a walk, as beets skips them on import.
+    """
     from .audio import AUDIO_EXTENSIONS
 
     out = []
     for p in paths:
         if os.path.isdir(p):
             for root, dirs, files in os.walk(p):
-                dirs.sort()
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 out += [os.path.join(root, f) for f in sorted(files)
-                        if os.path.splitext(f)[1].lower() in AUDIO_EXTENSIONS]
+                        if not f.startswith(".")
+                        and os.path.splitext(f)[1].lower() in AUDIO_EXTENSIONS]
         else:
             out.append(p)
     return out
 
 
-def format_row(pred, top: int) -> str:
+def format_row(pred, top: int, width: int = 10) -> str:
+    """``genre confidence path [runners-up]``, columns aligned for genres up to ``width``."""
+    if pred.silent:
+        return f"{'(silent)':<{width}} {'':>5}  {pred.path}"
     others = "  ".join(f"{g} {p:.2f}" for g, p in pred.top(top)[1:])
     note = "  (shorter than one slice: padded)" if pred.padded else ""
-    return f"{pred.genre:<10} {pred.confidence:5.2f}  {pred.path}" + (f"  [{others}]" if others
-                                                                        else "") + note
+    if pred.multi_label:
+        note += f"  genres: {', '.join(pred.genres) or '(none above threshold)'}"
+    return (f"{pred.genre:<{width}} {pred.confidence:5.2f}  {pred.path}"
+            + (f"  [{others}]" if others else "") + note)
 
 
 def format_timeline(pred) -> str:
+    if pred.silent:
+        return f"{pred.path}: (silent)"
     lines = [f"{pred.path}: {pred.genre} {pred.confidence:.2f}"]
+    width = max((len(s.genre) for s in pred.timeline), default=10)
     for s in pred.timeline:
         bar = "#" * int(round(s.confidence * 20))
-        lines.append(f"  {_clock(s.start_s)}-{_clock(s.end_s)}  {s.genre:<10} {s.confidence:4.2f} "
-                     f"{bar}")
+        lines.append(f"  {_clock(s.start_s)}-{_clock(s.end_s)}  {s.genre:<{width}} "
+                     f"{s.confidence:4.2f} {bar}")
     return "\n".join(lines)
 
 
@@ -49,26 +64,28 @@ def _clock(seconds: float) -> str:
 
 
 def cmd_classify(args) -> int:
-    from .errors import WeightsError
+    from .errors import GenretagError
+    from .model import read_card, model_dir
     from .workers import classify_parallel
 
     files = walk(args.paths)
     if not files:
         print("genretag: no audio files found", file=sys.stderr)
         return 1
-    max_slices = None if (args.timeline or args.all_slices) else args.max_slices
-    results = classify_parallel(files, jobs=args.jobs, weights_dir=args.weights,
-                                max_slices=max_slices, timeout_s=args.timeout,
-                                precision=args.precision)
     try:
-        return _print_results(results, args)
-    except WeightsError as exc:
+        classes = read_card(model_dir(args.weights, vocabulary=args.vocabulary))["classes"]
+        max_slices = None if (args.timeline or args.all_slices) else args.max_slices
+        results = classify_parallel(files, jobs=args.jobs, weights_dir=args.weights,
+                                    vocabulary=args.vocabulary, max_slices=max_slices,
+                                    timeout_s=args.timeout, precision=args.precision)
+        return _print_results(results, args, width=max(map(len, classes)))
+    except GenretagError as exc:
         print(f"genretag: {exc}", file=sys.stderr)
         return 1
 
 
-def _print_results(results, args) -> int:
-    from .prediction import Failure
+def _print_results(results, args, *, width: int) -> int:
+    from .result import Failure
 
     failed = 0
     for result in results:
@@ -78,13 +95,16 @@ def _print_results(results, args) -> int:
             if args.json:
                 print(json.dumps(result.to_dict(), ensure_ascii=False), flush=True)
             continue
+        if result.silent:
+            print(f"genretag: {result.path}: silent (peak below -80 dBFS): no genre",
+                  file=sys.stderr)
         if args.json:
             print(json.dumps(result.to_dict(timeline=args.timeline), ensure_ascii=False),
                   flush=True)
         elif args.timeline:
             print(format_timeline(result), flush=True)
         else:
-            print(format_row(result, args.top), flush=True)
+            print(format_row(result, args.top, width), flush=True)
     return 1 if failed else 0
 
 
@@ -161,10 +181,12 @@ def _log(msg: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .predict import DEFAULT_MAX_SLICES
-    from .workers import DEFAULT_TIMEOUT_S
+    from . import __version__
+    from .model import VOCABULARIES
 
-    parser = argparse.ArgumentParser(prog="genretag", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="genretag", description=__doc__.splitlines()[0],
+                                     epilog=__doc__.splitlines()[2])
+    parser.add_argument("--version", action="version", version=f"genretag {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("classify", help="print the genre of audio files")
@@ -174,17 +196,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also show the K most probable genres (default 1)")
     c.add_argument("--timeline", action="store_true",
                    help="analyse every slice and show the genre over time")
-    c.add_argument("--max-slices", type=_positive, default=DEFAULT_MAX_SLICES, metavar="N",
-                   help=f"slices analysed per track, spread over it (default {DEFAULT_MAX_SLICES})")
+    c.add_argument("--max-slices", type=_positive, default=defaults.MAX_SLICES, metavar="N",
+                   help="slices analysed per track, spread over it "
+                        f"(default {defaults.MAX_SLICES})")
     c.add_argument("--all-slices", action="store_true", help="analyse every slice of every track")
-    c.add_argument("--weights", metavar="DIR", help="model directory (default: shipped model)")
-    c.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
-                   help="network arithmetic (default fp32); auto = bfloat16 on CPUs that "
-                        "have it natively")
+    c.add_argument("--vocabulary", choices=sorted(VOCABULARIES), default=None,
+                   help=f"genres: the trained genre head (default); lastfm: the backbone's "
+                        f"Last.fm genre tags, several per track")
+    c.add_argument("--weights", metavar="DIR",
+                   help="a model directory instead of a shipped vocabulary (e.g. one made by "
+                        "genretag learn); $GENRETAG_WEIGHTS moves the shipped weights")
+    c.add_argument("--precision", choices=defaults.PRECISIONS, default=defaults.PRECISION,
+                   help=f"network arithmetic (default {defaults.PRECISION}); auto = bfloat16 on "
+                        "CPUs that have it natively, same genre on >99%% of clips")
     c.add_argument("-j", "--jobs", type=_positive, default=os.cpu_count() or 1, metavar="N",
                    help="worker processes, one core each (default: all cores)")
-    c.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
-                   help=f"give up on a file after S seconds (default {DEFAULT_TIMEOUT_S:g})")
+    c.add_argument("--timeout", type=_positive_seconds, default=defaults.TIMEOUT_S, metavar="S",
+                   help="give up on a file after S seconds of work "
+                        f"(default {defaults.TIMEOUT_S:g})")
     c.set_defaults(func=cmd_classify)
 
     for name, func, help_ in (("evaluate", cmd_evaluate, "two-fold protocol on labelled data"),
@@ -209,15 +238,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 some files failed, 2 usage)."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:
+        # The reader went away (``genretag classify ... | head -1``): stop quietly, and
+        # point stdout at /dev/null so Python's own flush at exit does not complain.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

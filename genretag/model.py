@@ -1,33 +1,59 @@
-"""Load, verify and save genre models described by a model card.
+"""Model directories: the card, verified loading of the backbone and a head.
 
-A model is a directory with ``model_card.json`` and one or more ``.safetensors``
-files listed in it with their sha256. Loading never executes code from the files,
-checks every hash, and refuses feature parameters this code does not implement.
+A model directory holds ``model_card.json`` and the head's ``.safetensors`` files,
+each listed in the card with its sha256; the card names the backbone file by name
+and sha256 too, found in the directory itself or else in the shipped weights. The
+shipped vocabularies are directories under ``weights/`` (:data:`VOCABULARIES`).
+Loading never executes code from the files, checks every hash, and refuses
+feature parameters this code does not implement.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import WeightsError
+import numpy as np
+
+from . import defaults
+from .errors import GenretagError, WeightsError
 from .features import MUSICNN_FEATURES, FeatureParams
 
 CARD_NAME = "model_card.json"
+#: Card layout this code reads: one backbone, one head (genretag >= 2).
+CARD_FORMAT = 2
+#: Shipped vocabularies: name -> directory under the shipped weights.
+VOCABULARIES = {"genres": ".", "lastfm": "lastfm"}
 
 
 def default_weights_dir() -> Path:
-    """``$GENRETAG_WEIGHTS``, else the repository's ``weights/``, else the installed copy."""
+    """``$GENRETAG_WEIGHTS``, else the weights shipped with the package."""
     env = os.environ.get("GENRETAG_WEIGHTS")
     if env:
         return Path(env)
-    repo = Path(__file__).resolve().parent.parent / "weights"
+    return shipped_weights_dir()
+
+
+def shipped_weights_dir() -> Path:
+    """The repository's ``weights/`` in a source checkout, else the installed package data."""
+    here = Path(__file__).resolve().parent
+    repo = here.parent / "weights"
     if (repo / CARD_NAME).is_file():
         return repo
-    return Path(sys.prefix) / "share" / "genretag" / "weights"
+    return here / "weights"
+
+
+def model_dir(weights: str | os.PathLike | None = None, *, vocabulary: str | None = None) -> Path:
+    """The directory of the model to use: ``weights`` if given, else the vocabulary's."""
+    if weights:
+        return Path(weights)
+    vocabulary = vocabulary or defaults.VOCABULARY
+    if vocabulary not in VOCABULARIES:
+        raise GenretagError(f"unknown vocabulary {vocabulary!r}; choose one of "
+                            f"{', '.join(VOCABULARIES)} or give a model directory")
+    return (default_weights_dir() / VOCABULARIES[vocabulary]).resolve()
 
 
 def sha256_file(path: Path) -> str:
@@ -38,19 +64,18 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-@dataclass
-class GenreModel:
-    """A loaded network with what is needed to use it correctly."""
+def resolve_precision(precision: str) -> str:
+    """``"auto"`` becomes ``"bf16"`` on CPUs with native bfloat16, else ``"fp32"``.
 
-    net: object  # torch.nn.Module in eval mode
-    classes: list[str]
-    features: FeatureParams
-    model_id: str  # "<id>/<version>", stored with every prediction
-    card: dict
-    precision: str = "fp32"  # "fp32", or "bf16" for the backbone's convolutions
-
-
-PRECISIONS = ("auto", "fp32", "bf16")
+    At genretag's small batches float32 is as fast (bench/RESULTS.md); bfloat16 pays off
+    for larger batches on such CPUs. On the validation protocol it changed the genre of
+    2 clips in 246. Elsewhere it would be emulated and slower, so ``auto`` keeps float32.
+    """
+    if precision not in defaults.PRECISIONS:
+        raise ValueError(f"precision must be one of {defaults.PRECISIONS}, not {precision!r}")
+    if precision == "auto":
+        return "bf16" if cpu_has_native_bf16() else "fp32"
+    return precision
 
 
 def cpu_has_native_bf16() -> bool:
@@ -63,37 +88,30 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_precision(precision: str) -> str:
-    """``"auto"`` becomes ``"bf16"`` on CPUs with native bfloat16, else ``"fp32"``.
-
-    At genretag's small batches float32 is as fast (bench/RESULTS.md); bfloat16 pays off
-    for larger batches on such CPUs. On the validation protocol it changed the genre of
-    2 clips in 246. Elsewhere it would be emulated and slower, so ``auto`` keeps float32.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-    if precision == "auto":
-        return "bf16" if cpu_has_native_bf16() else "fp32"
-    return precision
-
-
-def read_card(weights_dir: Path) -> dict:
-    card_path = Path(weights_dir) / CARD_NAME
+def read_card(directory: Path) -> dict:
+    """The model card of ``directory``, checked for the keys this code relies on."""
+    card_path = Path(directory) / CARD_NAME
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise WeightsError(f"{card_path}: model card not found") from None
     except (OSError, ValueError) as exc:
         raise WeightsError(f"{card_path}: unreadable model card ({exc})") from None
-    for key in ("model_id", "version", "architecture", "classes", "features", "files"):
+    if not isinstance(card, dict):
+        raise WeightsError(f"{card_path}: unreadable model card (not a JSON object)")
+    if card.get("format") != CARD_FORMAT:
+        raise WeightsError(f"{card_path}: model card format {card.get('format', 1)!r}, this "
+                           f"version reads format {CARD_FORMAT}")
+    for key in ("model_id", "version", "classes", "head", "backbone", "features", "files"):
         if key not in card:
             raise WeightsError(f"{card_path}: model card lacks '{key}'")
     return card
 
 
-def read_model_id(weights_dir: str | os.PathLike | None = None) -> str:
+def read_model_id(weights: str | os.PathLike | None = None, *,
+                  vocabulary: str | None = None) -> str:
     """``"<id>/<version>"`` of a model from its card alone (cheap: no torch, no weights)."""
-    card = read_card(Path(weights_dir) if weights_dir else default_weights_dir())
+    card = read_card(model_dir(weights, vocabulary=vocabulary))
     return f"{card['model_id']}/{card['version']}"
 
 
@@ -109,7 +127,7 @@ def check_features(card: dict, card_path: Path) -> FeatureParams:
 
 
 def load_tensors(path: Path, expected_sha256: str) -> dict:
-    """Tensors of one safetensors file after checking its sha256."""
+    """Tensors of one safetensors file after checking its sha256 (no code is run)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -125,47 +143,114 @@ def load_tensors(path: Path, expected_sha256: str) -> dict:
         raise WeightsError(f"{path}: not a valid safetensors file ({exc})") from None
 
 
-def load_model(weights_dir: str | os.PathLike | None = None, *,
-               precision: str = "fp32") -> GenreModel:
-    """Build the network the card describes and load its verified weights.
-
-    ``precision``: ``"fp32"`` (default), ``"bf16"`` or ``"auto"``; see :func:`resolve_precision`.
-    """
-    precision = resolve_precision(precision)
-    import torch
-
-    from .nets import ARCHITECTURES
-
-    weights_dir = Path(weights_dir) if weights_dir else default_weights_dir()
-    card = read_card(weights_dir)
-    card_path = weights_dir / CARD_NAME
-    features = check_features(card, card_path)
-    arch = ARCHITECTURES.get(card["architecture"])
-    if arch is None:
-        raise WeightsError(f"{card_path}: unknown architecture {card['architecture']!r}")
-    net = arch(len(card["classes"]), **card.get("arch_params", {}))
-    state: dict = {}
-    for entry in card["files"]:
-        tensors = load_tensors(weights_dir / entry["path"], entry["sha256"])
-        prefix = entry.get("prefix", "")
-        state.update({prefix + k: v for k, v in tensors.items()})
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else "mismatch"
-        raise WeightsError(f"{weights_dir}: weights do not fit the {card['architecture']} "
-                           f"network ({first})") from None
-    net.eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return GenreModel(net=net, classes=list(card["classes"]), features=features,
-                      model_id=f"{card['model_id']}/{card['version']}", card=card,
-                      precision=precision)
-
-
 def save_tensors(tensors: dict, path: Path) -> dict:
     """Write tensors to ``path`` and return its card entry (path, sha256)."""
     from safetensors.torch import save_file
 
     save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(path))
     return {"path": path.name, "sha256": sha256_file(path)}
+
+
+@dataclass
+class GenreModel:
+    """The backbone and one head, with what is needed to use them correctly."""
+
+    backbone: object  # genretag.backbone.Backbone
+    head: object      # a genretag.heads.base.Head, eval mode
+    classes: list[str]
+    model_id: str     # "<id>/<version>", stored with every prediction
+    card: dict
+    directory: Path
+
+    @property
+    def features(self) -> FeatureParams:
+        return self.backbone.features
+
+    @property
+    def precision(self) -> str:
+        return self.backbone.precision
+
+    @property
+    def multi_label(self) -> bool:
+        return bool(self.head.multi_label)
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        """Per-class score a track needs for the class to be one of its genres.
+
+        From the card's ``thresholds`` (per class) or ``min_confidence`` (all classes);
+        0 when the card sets neither.
+        """
+        per_class = self.card.get("thresholds") or {}
+        default = float(self.card.get("min_confidence", 0.0))
+        return np.asarray([float(per_class.get(c, default)) for c in self.classes])
+
+    def scores(self, embedding: np.ndarray) -> np.ndarray:
+        """Head scores per slice, ``[n, n_classes]`` float64, from embeddings ``[n, 1506]``.
+
+        Always in chunks of :data:`~genretag.defaults.BATCH_SIZE` rows, so a slice's
+        scores do not depend on how many slices are scored together.
+        """
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(embedding), defaults.BATCH_SIZE):
+                views = self.backbone.views(embedding[i:i + defaults.BATCH_SIZE], self.head.reads)
+                out.append(self.head(views).float().numpy())
+        if not out:
+            return np.zeros((0, len(self.classes)))
+        return np.concatenate(out).astype(np.float64)
+
+
+_BACKBONES: dict[tuple, object] = {}
+
+
+def _backbone_for(card: dict, directory: Path, precision: str):
+    """The card's backbone, verified, shared by every model loaded in this process."""
+    from .backbone import load_backbone
+
+    entry = card["backbone"]
+    path = directory / entry["path"]
+    if not path.is_file():
+        path = shipped_weights_dir() / entry["path"]
+    key = (str(path.resolve()), entry["sha256"], precision)
+    if key not in _BACKBONES:
+        _BACKBONES[key] = load_backbone(path, entry["sha256"], precision=precision)
+    return _BACKBONES[key]
+
+
+def load_model(weights: str | os.PathLike | None = None, *, vocabulary: str | None = None,
+               precision: str = defaults.PRECISION) -> GenreModel:
+    """Load and verify a model: ``weights`` (a model directory), else a shipped vocabulary.
+
+    ``precision``: ``"fp32"`` (default), ``"bf16"`` or ``"auto"``; see :func:`resolve_precision`.
+    """
+    from .heads import head_class
+
+    precision = resolve_precision(precision)
+    directory = model_dir(weights, vocabulary=vocabulary)
+    card = read_card(directory)
+    card_path = directory / CARD_NAME
+    check_features(card, card_path)
+    arch = card["head"].get("arch")
+    try:
+        cls = head_class(arch)
+    except KeyError:
+        raise WeightsError(f"{card_path}: unknown head type {arch!r}") from None
+    head = cls(len(card["classes"]), **card["head"].get("params", {}))
+    state: dict = {}
+    for entry in card["files"]:
+        state.update(load_tensors(directory / entry["path"], entry["sha256"]))
+    try:
+        head.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "mismatch"
+        raise WeightsError(f"{directory}: weights do not fit the {arch} head ({first})") from None
+    head.eval()
+    for p in head.parameters():
+        p.requires_grad_(False)
+    backbone = _backbone_for(card, directory, precision)
+    return GenreModel(backbone=backbone, head=head, classes=list(card["classes"]),
+                      model_id=f"{card['model_id']}/{card['version']}", card=card,
+                      directory=directory)

@@ -1,9 +1,14 @@
 """Parallel classification in worker processes, with a time bound per file.
 
 Each worker loads the model once and runs torch on one thread, so ``jobs`` workers
-use ``jobs`` cores. A file that takes longer than ``timeout_s`` (a decoder stuck on
-a FIFO or a network mount, say) is reported as a failure; its worker is replaced.
-Results come back in input order.
+use ``jobs`` cores. A file's clock starts when a worker that has finished loading
+the model starts on it; a file that takes longer than ``timeout_s`` (a decoder
+stuck on a FIFO or a network mount, say) is reported as a failure and its worker
+is replaced. Results come back in input order.
+
+Scripts that call :func:`classify_parallel` at module level need the usual
+``if __name__ == "__main__":`` guard: workers are started with ``spawn``, which
+imports the calling script again in each worker.
 """
 from __future__ import annotations
 
@@ -13,12 +18,13 @@ import queue
 import signal
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-from .prediction import Failure, TrackPrediction
+from . import defaults
+from .result import Failure, TrackPrediction
 
-#: Per-file time bound (seconds) unless the caller says otherwise.
-DEFAULT_TIMEOUT_S = 120.0
+_READY, _LOAD_FAILED = "ready", "load-failed"
 
 
 def _die_with_parent() -> None:
@@ -38,20 +44,22 @@ def _die_with_parent() -> None:
             pass  # the parent check between tasks still applies
 
 
-def _worker(weights_dir, max_slices, precision, tasks, results) -> None:
+def _worker(worker_id, model_args, max_slices, tasks, results) -> None:
+    """Load the model, say so, then classify ``(index, path)`` tasks until ``None``."""
     _die_with_parent()
     import torch
 
+    from .classify import classify_files
     from .model import load_model
-    from .predict import classify_files
 
     torch.set_num_threads(1)
     try:
-        model = load_model(weights_dir, precision=precision)
+        model = load_model(**model_args)
     except Exception as exc:  # reported to the parent, which raises it
-        results.put((-1, exc))
+        results.put((_LOAD_FAILED, worker_id, exc))
         return
-    results.put((-2, None))  # ready
+    _warm_up(model)
+    results.put((_READY, worker_id, None))
     parent = mp.parent_process()
     while True:
         try:
@@ -64,25 +72,69 @@ def _worker(weights_dir, max_slices, precision, tasks, results) -> None:
         if task is None:
             return
         index, path = task
-        results.put((index, next(classify_files([path], model, max_slices=max_slices))))
+        results.put((index, worker_id, next(classify_files([path], model,
+                                                            max_slices=max_slices))))
+
+
+def _warm_up(model) -> None:
+    """Pay the one-time costs (PyAV's import, torch's first calls) before the clock runs."""
+    import av  # noqa: F401  (imported for its side effect: loading FFmpeg's libraries)
+    import numpy as np
+
+    from .classify import Analysis, predict
+
+    silence = np.zeros((1, model.features.slice_samples), np.float32)
+    predict(Analysis(path="", starts=np.zeros(1), embedding=model.backbone.embed(silence)), model)
+
+
+@dataclass
+class _Worker:
+    proc: object
+    tasks: object
+    ready: bool = False
+    task: tuple[int, str] | None = None
+    since: float | None = field(default=None)  # when the current task's clock started
+
+    def assign(self, task: tuple[int, str]) -> None:
+        self.task = task
+        self.tasks.put(task)
+        self.since = time.monotonic() if self.ready else None
+
+    def became_ready(self) -> None:
+        self.ready = True
+        if self.task is not None:
+            self.since = time.monotonic()
+
+    def overdue(self, timeout_s: float | None) -> bool:
+        return (timeout_s is not None and self.since is not None
+                and time.monotonic() - self.since > timeout_s)
 
 
 def classify_parallel(paths: Iterable[str | os.PathLike], *, jobs: int = 2,
                       weights_dir: str | os.PathLike | None = None,
-                      max_slices: int | None = 10, timeout_s: float | None = DEFAULT_TIMEOUT_S,
-                      precision: str = "fp32") -> Iterator[TrackPrediction | Failure]:
-    """Like :func:`genretag.predict.classify_files`, on ``jobs`` worker processes."""
+                      vocabulary: str | None = None,
+                      max_slices: int | None = defaults.MAX_SLICES,
+                      timeout_s: float | None = defaults.TIMEOUT_S,
+                      precision: str = defaults.PRECISION) -> Iterator[TrackPrediction | Failure]:
+    """Like :func:`genretag.classify.classify_files`, on ``jobs`` worker processes.
+
+    Raises :class:`~genretag.errors.WeightsError` if the model cannot be loaded.
+    """
     from .errors import WeightsError
 
     paths = [os.fspath(p) for p in paths]
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
-    args = (None if weights_dir is None else os.fspath(weights_dir), max_slices, precision)
-    workers: list[dict] = []
+    model_args = {"weights": None if weights_dir is None else os.fspath(weights_dir),
+                  "vocabulary": vocabulary, "precision": precision}
+    workers: dict[int, _Worker] = {}
+    ids = iter(range(1 << 30))
 
-    def start_worker() -> dict:
+    def start_worker() -> int:
+        worker_id = next(ids)
         tasks = ctx.Queue()
-        proc = ctx.Process(target=_worker, args=(*args, tasks, results), daemon=True)
+        proc = ctx.Process(target=_worker, daemon=True,
+                           args=(worker_id, model_args, max_slices, tasks, results))
         # Workers start with SIGINT blocked: Ctrl-C on a terminal reaches the whole
         # process group, and the parent alone decides how to stop. (Blocking, unlike
         # ignoring, keeps a Ctrl-C that arrives meanwhile for the parent.)
@@ -93,47 +145,54 @@ def classify_parallel(paths: Iterable[str | os.PathLike], *, jobs: int = 2,
         finally:
             if mask:
                 mask(signal.SIG_SETMASK, previous)
-        return {"proc": proc, "tasks": tasks, "task": None, "since": 0.0}
+        workers[worker_id] = _Worker(proc=proc, tasks=tasks)
+        return worker_id
+
+    def replace(worker_id: int, reason: str) -> None:
+        w = workers.pop(worker_id)
+        index, path = w.task
+        done[index] = Failure(path=path, error=reason)
+        w.proc.kill()
+        w.proc.join()
+        start_worker()
 
     pending = deque(enumerate(paths))
     done: dict[int, TrackPrediction | Failure] = {}
     next_out = 0
     try:
-        workers = [start_worker() for _ in range(max(1, min(jobs, len(paths))))]
+        for _ in range(max(1, min(jobs, len(paths)))):
+            start_worker()
         while next_out < len(paths):
-            for w in workers:
-                if w["task"] is None and pending:
-                    w["task"], w["since"] = pending.popleft(), time.monotonic()
-                    w["tasks"].put(w["task"])
+            for w in workers.values():
+                if w.task is None and pending:
+                    w.assign(pending.popleft())
             try:
-                index, result = results.get(timeout=0.2)
+                kind, worker_id, payload = results.get(timeout=0.2)
             except queue.Empty:
-                index = None
-            if index == -1:
-                raise WeightsError(str(result))
-            if index is not None and index >= 0:
-                done[index] = result
-                for w in workers:
-                    if w["task"] is not None and w["task"][0] == index:
-                        w["task"] = None
-            for i, w in enumerate(workers):
-                overdue = (timeout_s is not None and w["task"] is not None
-                           and time.monotonic() - w["since"] > timeout_s)
-                if overdue or (w["task"] is not None and not w["proc"].is_alive()):
-                    index, path = w["task"]
-                    reason = (f"gave up after {timeout_s:g} s (decoder hung?)" if overdue
-                              else f"worker died (exit code {w['proc'].exitcode})")
-                    done[index] = Failure(path=path, error=reason)
-                    w["proc"].kill()
-                    w["proc"].join()
-                    workers[i] = start_worker()
+                kind = None
+            if kind == _LOAD_FAILED:
+                raise WeightsError(str(payload))
+            if kind == _READY and worker_id in workers:
+                workers[worker_id].became_ready()
+            elif isinstance(kind, int):
+                done[kind] = payload
+                w = workers.get(worker_id)
+                if w is not None and w.task is not None and w.task[0] == kind:
+                    w.task, w.since = None, None
+            for worker_id, w in list(workers.items()):
+                if w.task is None:
+                    continue
+                if w.overdue(timeout_s):
+                    replace(worker_id, f"gave up after {timeout_s:g} s (decoder hung?)")
+                elif not w.proc.is_alive():
+                    replace(worker_id, f"worker died (exit code {w.proc.exitcode})")
             while next_out in done:
                 yield done.pop(next_out)
                 next_out += 1
     finally:
-        for w in workers:
-            w["tasks"].put(None)
-        for w in workers:
-            w["proc"].join(timeout=5)
-            if w["proc"].is_alive():
-                w["proc"].kill()
+        for w in workers.values():
+            w.tasks.put(None)
+        for w in workers.values():
+            w.proc.join(timeout=5)
+            if w.proc.is_alive():
+                w.proc.kill()

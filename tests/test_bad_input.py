@@ -1,19 +1,24 @@
 """Bad input through the CLI: one clear line per bad file, the others still classified."""
+import io
 import json
 import os
-import subprocess
-import sys
+from contextlib import redirect_stderr, redirect_stdout
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from genretag import cli
 from genretag.encode import write
 from genretag.testing import synth_music
 
 
 def classify(*paths, extra=()):
-    proc = subprocess.run([sys.executable, "-m", "genretag.cli", "classify", "--json", *extra,
-                           *map(str, paths)], capture_output=True, text=True, timeout=300)
+    """``genretag classify --json`` in this process (its workers are still processes)."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        status = cli.main(["classify", "--json", *extra, *map(str, paths)])
+    proc = SimpleNamespace(returncode=status, stdout=out.getvalue(), stderr=err.getvalue())
     return proc, {json.loads(line)["path"]: json.loads(line) for line in proc.stdout.splitlines()}
 
 
@@ -32,8 +37,6 @@ def bad_files(tmp_path_factory):
     files["empty"].write_bytes(b"")
     files["text"] = d / "notes.mp3"
     files["text"].write_text("just some text, not audio\n" * 50)
-    files["silence"] = d / "silence.wav"
-    write(np.zeros(22050 * 5, np.float32), 22050, files["silence"])
     files["missing"] = d / "gone.ogg"
     return good, files
 
@@ -65,7 +68,6 @@ def test_bad_files_fail_one_line_each_and_good_ones_work(bad_files):
         assert "error" in out[str(path)], name
         lines = [l for l in proc.stderr.splitlines() if str(path) in l]
         assert len(lines) == 1, (name, proc.stderr)
-    assert "silent" in out[str(bad["silence"])]["error"]
     assert "not found" in out[str(bad["missing"])]["error"]
     assert "Traceback" not in proc.stderr
 

@@ -7,8 +7,8 @@ import pytest
 
 from genretag import classify_file, load_model
 from genretag.errors import WeightsError
+from genretag.classify import Analysis, aggregate, predict
 from genretag.model import CARD_NAME, default_weights_dir
-from genretag.predict import aggregate
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def weights_copy(tmp_path):
 
 def _head_file(weights_dir):
     card = json.loads((weights_dir / CARD_NAME).read_text())
-    return weights_dir / card["files"][-1]["path"], card
+    return weights_dir / card["files"][0]["path"], card
 
 
 def test_card_describes_the_shipped_model(model):
@@ -29,8 +29,9 @@ def test_card_describes_the_shipped_model(model):
                              "pop", "reggae", "rock"]
     assert model.model_id == f"{card['model_id']}/{card['version']}"
     for fold in card["metrics"]["musicnn-head"]["folds"]:
-        assert len(fold["metrics"]["confusion"]) == 10
+        assert len(fold["metrics"]["confusion"]) == len(model.classes)
     assert "ISC" in json.dumps(card["provenance"])
+    assert card["backbone"]["sha256"] == model.backbone.sha256
 
 
 def test_truncated_weights_fail_naming_the_file(weights_copy):
@@ -58,7 +59,7 @@ def test_mismatched_weights_with_matching_hash_fail(weights_copy):
 
     head, card = _head_file(weights_copy)
     save_file({"net.1.weight": torch.zeros(3, 3)}, str(head))
-    card["files"][-1]["sha256"] = sha256_file(head)
+    card["files"][0]["sha256"] = sha256_file(head)
     (weights_copy / CARD_NAME).write_text(json.dumps(card))
     with pytest.raises(WeightsError, match="do not fit"):
         load_model(weights_copy)
@@ -85,10 +86,66 @@ def test_track_probability_is_the_mean_of_slices(model, audio_files):
     assert pred.genre == max(pred.probs, key=pred.probs.get)
 
 
-def test_aggregate_picks_the_mean_winner(model):
-    probs = np.zeros((3, 10))
-    probs[0, 0], probs[1, 5], probs[2, 5] = 1.0, 0.6, 0.6
-    probs[1, 0] = probs[2, 0] = 0.4
-    pred = aggregate("x", model, [0.0, 3.0, 6.0], probs)
-    assert pred.genre == "blues" and pred.confidence == pytest.approx(0.6)
-    assert [s.genre for s in pred.timeline] == ["blues", "jazz", "jazz"]
+def test_prediction_is_the_mean_of_slice_scores(model):
+    """predict() averages the head's slice scores; the timeline keeps each slice's own."""
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((3, 1506)).astype(np.float32)
+    pred = predict(Analysis(path="x", starts=np.array([0.0, 3.0, 6.0]), embedding=emb), model)
+    scores = model.scores(emb)
+    assert [s.genre for s in pred.timeline] == [model.classes[i] for i in scores.argmax(1)]
+    assert list(pred.probs.values()) == list(aggregate(scores))
+    assert pred.genre == model.classes[int(aggregate(scores).argmax())]
+    assert pred.timeline[1].start_s == 3.0 and pred.timeline[1].end_s == 3.0 + 48128 / 16000
+
+
+def test_aggregate_averages_evenly_spread_slices():
+    scores = np.zeros((5, 2))
+    scores[:, 0] = [1.0, 0.0, 0.5, 0.0, 0.0]
+    assert aggregate(scores).tolist() == [0.3, 0.0]
+    assert aggregate(scores, max_slices=3).tolist() == [0.5, 0.0]  # slices 0, 2, 4
+
+
+def test_silent_analysis_gives_no_genre(model):
+    pred = predict(Analysis(path="x", starts=np.zeros(1), embedding=np.zeros((1, 1506),
+                                                                             np.float32),
+                            silent=True), model)
+    assert (pred.genre, pred.probs, pred.genres, pred.silent) == (None, {}, (), True)
+    assert pred.to_dict()["silent"] is True
+
+
+def test_a_head_type_is_one_registry_entry():
+    """Every registered head type imports, names itself and reads known views."""
+    from genretag.backbone import VIEWS
+    from genretag.heads import HEADS, head_class
+
+    assert HEADS
+    for arch in HEADS:
+        cls = head_class(arch)
+        assert cls.arch == arch and set(cls.reads) <= set(VIEWS)
+
+
+def test_unknown_head_type_is_refused(weights_copy):
+    card = json.loads((weights_copy / CARD_NAME).read_text())
+    card["head"]["arch"] = "crystal-ball"
+    (weights_copy / CARD_NAME).write_text(json.dumps(card))
+    with pytest.raises(WeightsError, match="unknown head type 'crystal-ball'"):
+        load_model(weights_copy)
+
+
+def test_backbone_is_verified_too(weights_copy, tmp_path):
+    """The backbone file is checked against the card like the head (it was not in 1.0)."""
+    card = json.loads((weights_copy / CARD_NAME).read_text())
+    backbone = weights_copy / card["backbone"]["path"]
+    data = bytearray(backbone.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    backbone.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match=backbone.name + ".*does not match the model card"):
+        load_model(weights_copy, precision="fp32")
+
+
+def test_old_card_format_is_refused_clearly(weights_copy):
+    card = json.loads((weights_copy / CARD_NAME).read_text())
+    del card["format"]
+    (weights_copy / CARD_NAME).write_text(json.dumps(card))
+    with pytest.raises(WeightsError, match="model card format 1"):
+        load_model(weights_copy)

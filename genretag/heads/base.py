@@ -1,0 +1,25 @@
+"""The base class every head derives from."""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+
+
+class Head(torch.nn.Module):
+    """A head over the backbone's slice embedding.
+
+    Subclasses set :attr:`arch` (their name in :data:`genretag.heads.HEADS`),
+    :attr:`reads` (the embedding views they need: ``pooled``, ``penultimate``,
+    ``tag_logits``) and :attr:`multi_label` (independent per-class scores rather
+    than one distribution), take ``n_classes`` and the card's ``head.params`` as
+    keyword arguments, and implement :meth:`forward`.
+    """
+
+    arch: ClassVar[str] = ""
+    reads: ClassVar[tuple[str, ...]] = ("pooled",)
+    multi_label: ClassVar[bool] = False
+
+    def forward(self, views: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``views`` of ``n`` slices -> scores ``[n, n_classes]`` in 0..1."""
+        raise NotImplementedError
