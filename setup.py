@@ -29,7 +29,9 @@ setup(
     ],
     extras_require={
         "beets": ["beets>=2.7"],
-        "test": ["pytest>=7", "librosa>=0.10", "mutagen>=1.45", "beets>=2.7", "pyyaml"],
+        "plots": ["matplotlib>=3.6"],
+        "test": ["pytest>=7", "librosa>=0.10", "mutagen>=1.45", "beets>=2.7", "pyyaml",
+                 "matplotlib>=3.6"],
     },
     entry_points={"console_scripts": ["genretag = genretag.cli:main"]},
     license="MIT",
