@@ -354,8 +354,8 @@ def memory(genretag_cmd: list[str], three_min: Path, long: Path, args) -> dict:
                   ("long_all_slices", long, ["--all-slices"])]
     for key, path, extra in plans:
         warm(path)
-        r = run_child(genretag_cmd + ["classify", "-j", "1", "--timeout", "100000", *extra,
-                                      str(path)])
+        r = run_child(genretag_cmd + ["classify", "-j", "1", "--timeout", "100000", "--no-cache",
+                                      *extra, str(path)])
         print(f"  {key}: peak RSS {r['maxrss_mb']:.0f} MB, {r['wall_s']:.1f} s (rc {r['rc']})",
               flush=True)
         res[key] = r
@@ -368,7 +368,7 @@ def throughput(genretag_cmd: list[str], tracks_dir: Path, n_tracks: int, runs: i
         warm(f)
     for _ in range(runs):
         for jobs in ("1", "2"):
-            r = run_child(genretag_cmd + ["classify", "-j", jobs, str(tracks_dir)])
+            r = run_child(genretag_cmd + ["classify", "-j", jobs, "--no-cache", str(tracks_dir)])
             r["tracks_per_s"] = n_tracks / r["wall_s"]
             print(f"  -j {jobs}: {r['wall_s']:.1f} s, {r['tracks_per_s']:.2f} tracks/s, "
                   f"CPU {r['cpu_s']:.0f} s, other processes {r['other_processes_cores']:.2f} "

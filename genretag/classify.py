@@ -18,6 +18,7 @@ import numpy as np
 
 from . import defaults
 from .audio import iter_slices, spread_indices
+from .backbone import EMBEDDING_DIM
 from .errors import AudioError, PathError
 from .model import GenreModel, load_model
 from .result import Failure, SliceResult, TrackPrediction
@@ -64,9 +65,44 @@ def analyse_file(path: str | os.PathLike, backbone, *,
             batch = []
     if batch:
         parts.append(backbone.embed(np.stack(batch)))
-    return Analysis(path=path, starts=np.asarray(starts, dtype=np.float64),
-                    embedding=np.concatenate(parts), padded=padded,
-                    silent=peak < defaults.SILENCE_PEAK)
+    # Rounded to float16 as the cache stores it, so that a result never depends on
+    # whether its embedding was cached (246/246 GTZAN clips keep their genre; 1.3e-3
+    # is the largest change of a probability).
+    embedding = np.concatenate(parts).astype(np.float16).astype(np.float32)
+    return Analysis(path=path, starts=np.asarray(starts, dtype=np.float64), embedding=embedding,
+                    padded=padded, silent=peak < defaults.SILENCE_PEAK)
+
+
+def cached_analysis(path: str | os.PathLike, backbone, *,
+                    max_slices: int | None = defaults.MAX_SLICES, cache=None) -> Analysis:
+    """The analysis of ``path``: from ``cache`` (an :class:`~genretag.cache.EmbeddingCache`)
+    when it holds this version of the file, else made by :func:`analyse_file` and stored.
+
+    A cache hit decodes nothing and runs no network.
+    """
+    path = os.fspath(path)
+    if cache is not None:
+        hit = cache.get(path, slices_key=max_slices)
+        if hit is not None:
+            return from_cache(path, hit)
+    try:
+        stat = os.stat(path)  # before decoding: a file changed meanwhile is not cached
+    except OSError:
+        stat = None  # analyse_file names the problem
+    analysis = analyse_file(path, backbone, max_slices=max_slices)
+    if cache is not None and stat is not None:
+        cache.put(path, None if analysis.silent else analysis.embedding, analysis.starts,
+                  padded=analysis.padded, silent=analysis.silent, slices_key=max_slices,
+                  stat=stat)
+    return analysis
+
+
+def from_cache(path: str, hit) -> Analysis:
+    """The :class:`Analysis` a cache entry (:class:`~genretag.cache.CachedEmbedding`) holds."""
+    embedding = (np.zeros((hit.n_slices, EMBEDDING_DIM), np.float32) if hit.silent
+                 else hit.as_float32())
+    return Analysis(path=path, starts=hit.starts, embedding=embedding, padded=hit.padded,
+                    silent=hit.silent)
 
 
 def aggregate(slice_scores: np.ndarray, *, max_slices: int | None = None) -> np.ndarray:
@@ -109,18 +145,20 @@ def predict(analysis: Analysis, model: GenreModel) -> TrackPrediction:
 
 
 def classify_file(path: str | os.PathLike, model: GenreModel | None = None, *,
-                  max_slices: int | None = defaults.MAX_SLICES) -> TrackPrediction:
-    """Genre of one file (see :func:`analyse_file` for ``max_slices``).
+                  max_slices: int | None = defaults.MAX_SLICES, cache=None) -> TrackPrediction:
+    """Genre of one file (see :func:`analyse_file` for ``max_slices``, and
+    :func:`cached_analysis` for ``cache``).
 
     Raises :class:`~genretag.errors.GenretagError` subclasses naming the file for
     expected failures (unreadable audio, bad weights).
     """
     model = model or load_model()
-    return predict(analyse_file(path, model.backbone, max_slices=max_slices), model)
+    return predict(cached_analysis(path, model.backbone, max_slices=max_slices, cache=cache),
+                   model)
 
 
 def classify_files(paths: Iterable[str | os.PathLike], model: GenreModel | None = None, *,
-                   max_slices: int | None = defaults.MAX_SLICES
+                   max_slices: int | None = defaults.MAX_SLICES, cache=None
                    ) -> Iterator[TrackPrediction | Failure]:
     """Classify many files with one model; a result or a :class:`Failure` per file, in order.
 
@@ -129,6 +167,6 @@ def classify_files(paths: Iterable[str | os.PathLike], model: GenreModel | None 
     model = model or load_model()
     for path in paths:
         try:
-            yield classify_file(path, model, max_slices=max_slices)
+            yield classify_file(path, model, max_slices=max_slices, cache=cache)
         except PathError as exc:
             yield Failure(path=os.fspath(path), error=exc.reason)

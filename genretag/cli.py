@@ -77,18 +77,35 @@ def cmd_classify(args) -> int:
         max_slices = None if (args.timeline or args.all_slices) else args.max_slices
         results = classify_parallel(files, jobs=args.jobs, weights_dir=args.weights,
                                     vocabulary=args.vocabulary, max_slices=max_slices,
-                                    timeout_s=args.timeout, precision=args.precision)
-        return _print_results(results, args, width=max(map(len, classes)))
+                                    timeout_s=args.timeout, precision=args.precision,
+                                    cache_path=_cache_path(args))
+        plots = None
+        if args.plot:
+            from .plots import plot_paths
+
+            plots = plot_paths(args.plot, files)
+        return _print_results(results, args, width=max(map(len, classes)), plots=plots)
     except GenretagError as exc:
         print(f"genretag: {exc}", file=sys.stderr)
         return 1
 
 
-def _print_results(results, args, *, width: int) -> int:
+def _cache_path(args) -> str | None:
+    """The embedding cache to use: ``--cache``, ``$GENRETAG_CACHE``, the user cache dir."""
+    if args.no_cache:
+        return None
+    if args.cache:
+        return args.cache
+    from .cache import default_cache_path
+
+    return os.environ.get("GENRETAG_CACHE") or str(default_cache_path())
+
+
+def _print_results(results, args, *, width: int, plots=None) -> int:
     from .result import Failure
 
     failed = 0
-    for result in results:
+    for i, result in enumerate(results):
         if isinstance(result, Failure):
             failed += 1
             print(f"genretag: {result.path}: {result.error}", file=sys.stderr)
@@ -105,6 +122,11 @@ def _print_results(results, args, *, width: int) -> int:
             print(format_timeline(result), flush=True)
         else:
             print(format_row(result, args.top, width), flush=True)
+        if plots and not result.silent:
+            from .plots import plot_timeline
+
+            plot_timeline(result, plots[i])
+            print(f"genretag: {result.path}: timeline drawn in {plots[i]}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -196,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also show the K most probable genres (default 1)")
     c.add_argument("--timeline", action="store_true",
                    help="analyse every slice and show the genre over time")
+    c.add_argument("--plot", metavar="OUT.png",
+                   help="draw each track's genre over time (with --timeline: every slice) into "
+                        "OUT.png; with several files OUT-<file name>.png each, beside OUT "
+                        "(needs matplotlib: pip install 'genretag[plots]')")
     c.add_argument("--max-slices", type=_positive, default=defaults.MAX_SLICES, metavar="N",
                    help="slices analysed per track, spread over it "
                         f"(default {defaults.MAX_SLICES})")
@@ -211,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "CPUs that have it natively, same genre on >99%% of clips")
     c.add_argument("-j", "--jobs", type=_positive, default=os.cpu_count() or 1, metavar="N",
                    help="worker processes, one core each (default: all cores)")
+    c.add_argument("--cache", metavar="FILE",
+                   help="embedding cache: a file analysed once is classified again, with any "
+                        "vocabulary, without decoding (default: $GENRETAG_CACHE, else "
+                        "genretag/embeddings.sqlite in the user cache directory)")
+    c.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     c.add_argument("--timeout", type=_positive_seconds, default=defaults.TIMEOUT_S, metavar="S",
                    help="give up on a file after S seconds of work "
                         f"(default {defaults.TIMEOUT_S:g})")

@@ -44,7 +44,7 @@ def _die_with_parent() -> None:
             pass  # the parent check between tasks still applies
 
 
-def _worker(worker_id, model_args, max_slices, tasks, results) -> None:
+def _worker(worker_id, model_args, max_slices, cache_path, tasks, results) -> None:
     """Load the model, say so, then classify ``(index, path)`` tasks until ``None``."""
     _die_with_parent()
     import torch
@@ -58,6 +58,7 @@ def _worker(worker_id, model_args, max_slices, tasks, results) -> None:
     except Exception as exc:  # reported to the parent, which raises it
         results.put((_LOAD_FAILED, worker_id, exc))
         return
+    cache = _open_cache(cache_path, model.backbone.sha256)
     _warm_up(model)
     results.put((_READY, worker_id, None))
     parent = mp.parent_process()
@@ -72,8 +73,16 @@ def _worker(worker_id, model_args, max_slices, tasks, results) -> None:
         if task is None:
             return
         index, path = task
-        results.put((index, worker_id, next(classify_files([path], model,
-                                                            max_slices=max_slices))))
+        results.put((index, worker_id, next(classify_files([path], model, max_slices=max_slices,
+                                                            cache=cache))))
+
+
+def _open_cache(cache_path, backbone_sha256: str):
+    if cache_path is None:
+        return None
+    from .cache import EmbeddingCache
+
+    return EmbeddingCache(cache_path, backbone_sha256=backbone_sha256)
 
 
 def _warm_up(model) -> None:
@@ -115,26 +124,74 @@ def classify_parallel(paths: Iterable[str | os.PathLike], *, jobs: int = 2,
                       vocabulary: str | None = None,
                       max_slices: int | None = defaults.MAX_SLICES,
                       timeout_s: float | None = defaults.TIMEOUT_S,
-                      precision: str = defaults.PRECISION) -> Iterator[TrackPrediction | Failure]:
+                      precision: str = defaults.PRECISION,
+                      cache_path: str | os.PathLike | None = None
+                      ) -> Iterator[TrackPrediction | Failure]:
     """Like :func:`genretag.classify.classify_files`, on ``jobs`` worker processes.
 
-    Raises :class:`~genretag.errors.WeightsError` if the model cannot be loaded.
+    With ``cache_path`` (an embedding cache, see :mod:`genretag.cache`), files the cache
+    holds are scored in this process without decoding, and the workers store what they
+    analyse. Raises :class:`~genretag.errors.WeightsError` if the model cannot be loaded.
     """
-    from .errors import WeightsError
-
     paths = [os.fspath(p) for p in paths]
-    ctx = mp.get_context("spawn")
-    results = ctx.Queue()
     model_args = {"weights": None if weights_dir is None else os.fspath(weights_dir),
                   "vocabulary": vocabulary, "precision": precision}
+    hits = _cache_hits(paths, model_args, max_slices, cache_path)
+    misses = [p for i, p in enumerate(paths) if i not in hits]
+    analysed = _pool(misses, jobs=jobs, model_args=model_args, max_slices=max_slices,
+                     timeout_s=timeout_s, cache_path=cache_path)
+    model = None
+    try:
+        for i, path in enumerate(paths):
+            if i not in hits:
+                yield next(analysed)
+                continue
+            from .classify import predict
+            from .errors import PathError
+            from .model import load_model
+
+            model = model or load_model(**model_args)
+            try:
+                yield predict(hits.pop(i), model)
+            except PathError as exc:
+                yield Failure(path=path, error=exc.reason)
+    finally:
+        analysed.close()
+
+
+def _cache_hits(paths: list[str], model_args: dict, max_slices, cache_path) -> dict:
+    """``{index: Analysis}`` of the paths the cache holds (no torch needed to find them)."""
+    if cache_path is None or not paths:
+        return {}
+    from .classify import from_cache
+    from .model import model_dir, read_card
+
+    card = read_card(model_dir(model_args["weights"], vocabulary=model_args["vocabulary"]))
+    cache = _open_cache(cache_path, card["backbone"]["sha256"])
+    try:
+        found = cache.get_many(paths, slices_key=max_slices)
+    finally:
+        cache.close()
+    return {i: from_cache(path, found[path]) for i, path in enumerate(paths)
+            if found.get(path) is not None}
+
+
+def _pool(paths: list[str], *, jobs: int, model_args: dict, max_slices, timeout_s,
+          cache_path) -> Iterator[TrackPrediction | Failure]:
+    """Classify ``paths`` on worker processes; results in input order."""
+    from .errors import WeightsError
+
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
     workers: dict[int, _Worker] = {}
     ids = iter(range(1 << 30))
+    cache_path = None if cache_path is None else os.fspath(cache_path)
 
     def start_worker() -> int:
         worker_id = next(ids)
         tasks = ctx.Queue()
         proc = ctx.Process(target=_worker, daemon=True,
-                           args=(worker_id, model_args, max_slices, tasks, results))
+                           args=(worker_id, model_args, max_slices, cache_path, tasks, results))
         # Workers start with SIGINT blocked: Ctrl-C on a terminal reaches the whole
         # process group, and the parent alone decides how to stop. (Blocking, unlike
         # ignoring, keeps a Ctrl-C that arrives meanwhile for the parent.)
@@ -160,7 +217,7 @@ def classify_parallel(paths: Iterable[str | os.PathLike], *, jobs: int = 2,
     done: dict[int, TrackPrediction | Failure] = {}
     next_out = 0
     try:
-        for _ in range(max(1, min(jobs, len(paths)))):
+        for _ in range(min(jobs, len(paths))):
             start_worker()
         while next_out < len(paths):
             for w in workers.values():

@@ -34,4 +34,9 @@ def audio_files(tmp_path_factory) -> dict[str, Path]:
 
 
 def pytest_configure(config):
+    import tempfile
+
     os.environ.setdefault("PYTHONHASHSEED", "0")
+    # The CLI's embedding cache: never the user's own during tests.
+    os.environ["GENRETAG_CACHE"] = os.path.join(tempfile.mkdtemp(prefix="genretag-tests-"),
+                                                "embeddings.sqlite")

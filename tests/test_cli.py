@@ -152,7 +152,7 @@ def test_worker_clock_starts_when_the_model_is_loaded(capsys):
     """Loading torch and the model takes longer than 2 s here; the file itself does not."""
     from .conftest import REPO
 
-    status, out, err = run(capsys, "classify", "-j", "1", "--timeout", "2",
+    status, out, err = run(capsys, "classify", "-j", "1", "--timeout", "2", "--no-cache",
                            REPO / "examples" / "example.mp3")
     assert status == 0, err
     assert out.split()[0] in CLASSES
@@ -192,3 +192,39 @@ def test_closed_pipe_ends_quietly(audio_files):
         err = proc.stderr.read().decode()
         assert proc.wait(timeout=300) == 0, err
         assert first and "Traceback" not in err and "BrokenPipe" not in err, (mode, err)
+
+
+def test_cache_hit_decodes_nothing_and_gives_the_same_answer(capsys, tmp_path, audio_files):
+    """After one analysis, the file's audio is overwritten with zeros (same size and
+    mtime): the cached embedding still gives the first answer; a real edit is re-analysed."""
+    import os
+    import shutil
+
+    song, cache = tmp_path / "song.flac", tmp_path / "cache.sqlite"
+    shutil.copy(audio_files[".flac"], song)
+    first = run(capsys, "classify", "--json", "--cache", cache, song)
+    st = song.stat()
+    song.write_bytes(b"\0" * st.st_size)
+    os.utime(song, ns=(st.st_atime_ns, st.st_mtime_ns))
+    again = run(capsys, "classify", "--json", "--cache", cache, song)
+    assert first[0] == again[0] == 0 and json.loads(first[1]) == json.loads(again[1])
+    os.utime(song, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # now it looks edited
+    status, out, err = run(capsys, "classify", "--json", "--cache", cache, song)
+    assert status == 1 and "error" in json.loads(out)
+
+
+def test_timeline_plot_one_image_per_file(capsys, tmp_path, audio_files):
+    from PIL import Image
+
+    out = tmp_path / "plots" / "genre.png"
+    out.parent.mkdir()
+    files = [audio_files[".flac"], audio_files[".mp3"]]
+    status, _, err = run(capsys, "classify", "--timeline", "--plot", out, *files)
+    assert status == 0, err
+    made = sorted(p.name for p in out.parent.iterdir())
+    assert made == ["genre-clip-2.png", "genre-clip.png"]  # same stem: the second gets -2
+    for name in made:
+        with Image.open(out.parent / name) as img:
+            assert img.format == "PNG" and img.width >= 600 and img.height >= 300
+            colours = img.convert("RGB").getcolors(maxcolors=1 << 20)
+            assert len(colours) > 20  # a drawing, not a blank
