@@ -113,17 +113,8 @@ class Backbone:
 
 def load_backbone(path: Path, sha256: str, *, precision: str = "fp32") -> Backbone:
     """The musicnn backbone from ``path``, after checking the file against ``sha256``."""
-    from .errors import WeightsError
-    from .model import load_tensors
+    from .model import load_frozen, load_tensors
     from .musicnn import Musicnn
 
-    net = Musicnn()
-    try:
-        net.load_state_dict(load_tensors(path, sha256), strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else "mismatch"
-        raise WeightsError(f"{path}: not the musicnn backbone ({first})") from None
-    net.eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
+    net = load_frozen(Musicnn(), load_tensors(path, sha256), f"{path}: not the musicnn backbone")
     return Backbone(net=net, sha256=sha256, precision=precision)

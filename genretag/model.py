@@ -151,6 +151,23 @@ def save_tensors(tensors: dict, path: Path) -> dict:
     return {"path": path.name, "sha256": sha256_file(path)}
 
 
+def load_frozen(module, state: dict, what: str):
+    """Load ``state`` into ``module`` (every tensor, exactly), then eval mode, no gradients.
+
+    A state that does not fit raises :class:`WeightsError` with ``what`` and the first
+    mismatch.
+    """
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "mismatch"
+        raise WeightsError(f"{what} ({first})") from None
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
 @dataclass
 class GenreModel:
     """The backbone and one head, with what is needed to use them correctly."""
@@ -242,14 +259,7 @@ def load_model(weights: str | os.PathLike | None = None, *, vocabulary: str | No
     state: dict = {}
     for entry in card["files"]:
         state.update(load_tensors(directory / entry["path"], entry["sha256"]))
-    try:
-        head.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else "mismatch"
-        raise WeightsError(f"{directory}: weights do not fit the {arch} head ({first})") from None
-    head.eval()
-    for p in head.parameters():
-        p.requires_grad_(False)
+    load_frozen(head, state, f"{directory}: weights do not fit the {arch} head")
     backbone = _backbone_for(card, directory, precision)
     return GenreModel(backbone=backbone, head=head, classes=list(card["classes"]),
                       model_id=f"{card['model_id']}/{card['version']}", card=card,
