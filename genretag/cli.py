@@ -68,6 +68,11 @@ def cmd_classify(args) -> int:
     from .model import read_card, model_dir
     from .workers import classify_parallel
 
+    if args.ray is not None or args.out or args.manifest:
+        return _classify_on_ray(args)
+    if not args.paths:
+        print("genretag classify: give at least one PATH", file=sys.stderr)
+        return 2
     files = walk(args.paths)
     if not files:
         print("genretag: no audio files found", file=sys.stderr)
@@ -75,7 +80,8 @@ def cmd_classify(args) -> int:
     try:
         classes = read_card(model_dir(args.weights, vocabulary=args.vocabulary))["classes"]
         max_slices = None if (args.timeline or args.all_slices) else args.max_slices
-        results = classify_parallel(files, jobs=args.jobs, weights_dir=args.weights,
+        results = classify_parallel(files, jobs=args.jobs or os.cpu_count() or 1,
+                                    weights_dir=args.weights,
                                     vocabulary=args.vocabulary, max_slices=max_slices,
                                     timeout_s=args.timeout, precision=args.precision,
                                     cache_path=_cache_path(args))
@@ -88,6 +94,31 @@ def cmd_classify(args) -> int:
     except GenretagError as exc:
         print(f"genretag: {exc}", file=sys.stderr)
         return 1
+
+
+def _classify_on_ray(args) -> int:
+    """``--ray``: the same classification as a Ray Data job into a Parquet dataset."""
+    if args.ray is not None and args.ray not in ("local", "auto") and ":" not in args.ray:
+        args.paths.insert(0, args.ray)  # `--ray /music`: a path, not an address
+        args.ray = "local"
+    if args.ray is None or not args.out:
+        print("genretag classify: --out and --manifest go with --ray, and --ray needs --out DIR",
+              file=sys.stderr)
+        return 2
+    if not args.paths and not args.manifest:
+        print("genretag classify: give PATHs or --manifest FILE", file=sys.stderr)
+        return 2
+    if args.json or args.timeline or args.top != 1 or args.plot:
+        print("genretag classify: --ray writes its results to --out; --json, --timeline, "
+              "--plot and --top do not apply", file=sys.stderr)
+        return 2
+    from .archive import run_job
+
+    return run_job(args.paths, manifest=args.manifest, out_dir=args.out,
+                   address=None if args.ray == "local" else args.ray, jobs=args.jobs,
+                   weights_dir=args.weights, vocabulary=args.vocabulary,
+                   precision=args.precision,
+                   max_slices=None if args.all_slices else args.max_slices, log=_log)
 
 
 def _cache_path(args) -> str | None:
@@ -131,71 +162,51 @@ def _print_results(results, args, *, width: int, plots=None) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .dataset import GTZAN_GENRES, load_index
-    from .evaluate import ARCHS, run_protocol
+    from .collections import GENRES
     from .metrics import format_report
-    from .train import build_slice_set
+    from .training import Recipe, evaluate_recipe
 
-    data = build_slice_set(load_index(args.data), _backbone_dir(args), _cache(args),
-                           log=_log)
-    results = {}
-    for arch in (ARCHS if args.arch == "all" else (args.arch,)):
-        res = run_protocol(arch, data, seed=args.seed, log=_log)
-        results[arch] = res
-        for fold in res["folds"]:
-            print(format_report(f"{arch} {fold['fit']}->{fold['scored']}", fold["metrics"],
-                                list(GTZAN_GENRES)))
-            print(f"  8 kHz-limited: accuracy {fold['metrics_band8k']['accuracy']:.3f}, "
-                  f"balanced {fold['metrics_band8k']['balanced_accuracy']:.3f}; "
-                  f"accuracy with k slices: {fold['reduced_slices']}")
-        print(f"{arch} mean of folds: accuracy {res['mean']['accuracy']:.3f}  "
-              f"balanced {res['mean']['balanced_accuracy']:.3f}\n")
+    result = evaluate_recipe([Path(d) for d in args.data], cache_dir=_training_cache(args),
+                             backbone=args.backbone, recipe=Recipe(), log=_log)
+    for name, m in result["protocol"]["parts"].items():
+        print(format_report(name, m, list(GENRES)))
+    calib = result["calibration"]
+    print(f"mean of (a), (b), (c): {result['protocol']['mean']:.3f}  "
+          f"[a {result['protocol']['a']:.3f}, b {result['protocol']['b']:.3f}, "
+          f"c {result['protocol']['c']:.3f}]")
+    print(f"temperature {calib['temperature']}: ECE {calib['ece_uncalibrated']:.3f} -> "
+          f"{calib['ece_calibrated']:.3f}; min_confidence {calib['min_confidence']} keeps "
+          f"{calib['coverage_at_min_confidence']:.0%} of held-out tracks at precision "
+          f"{calib['precision_at_min_confidence']}")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     return 0
 
 
 def cmd_train(args) -> int:
-    from dataclasses import asdict
+    from .training import Recipe, train
 
-    import numpy as np
-
-    from .dataset import AUGMENTATIONS, GTZAN_GENRES, load_index
-    from .evaluate import fit
-    from .train import BaselineConfig, HeadConfig, build_slice_set, write_model
-
-    clips = load_index(args.data)
-    data = build_slice_set(clips, _backbone_dir(args), _cache(args), log=_log)
-    classes = list(GTZAN_GENRES)
-    splits = set(args.splits.split(","))
-    mask = np.asarray([c.split in splits for c in clips])
-    rows = data.rows(mask)
-    labels = np.asarray([classes.index(c.genre) for c in clips])[data.clip[rows]]
-    net = fit(args.arch, data, rows, labels, seed=args.seed, log=_log)
-    metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else None
-    training = {"data": "GTZAN, fault-filtered artist-disjoint split (Kereliuk, Sturm & Larsen "
-                        "2015)", "splits": sorted(splits), "clips": int(mask.sum()),
-                "slices": int(len(rows)), "augmentations": list(AUGMENTATIONS),
-                "config": asdict(HeadConfig() if args.arch == "musicnn-head" else BaselineConfig()),
-                "seed": args.seed,
-                "command": f"genretag train --data GTZAN_DIR --arch {args.arch} "
-                           f"--splits {args.splits} --seed {args.seed}"}
-    arch_params = ({"hidden": HeadConfig().hidden} if args.arch == "musicnn-head"
-                   else {"width": BaselineConfig().width})
-    card = write_model(net, args.arch, Path(args.out), version=args.version, classes=classes,
-                       backbone_dir=_backbone_dir(args), training=training, metrics=metrics,
-                       arch_params=arch_params)
-    print(f"wrote {args.out}: {card['model_id']}/{card['version']}")
+    reference = json.loads(Path(args.reference_metrics).read_text(encoding="utf-8")) \
+        if args.reference_metrics else None
+    command = ("genretag train " + " ".join(f"--data {Path(d).name.upper()}_DIR"
+                                            for d in args.data)
+               + f" --version {args.version} --out DIR"
+               + (" --reference-metrics FILE" if reference else "")
+               + (" --no-evaluate" if args.no_evaluate else ""))
+    card = train([Path(d) for d in args.data], Path(args.out), cache_dir=_training_cache(args),
+                 backbone=args.backbone, recipe=Recipe(), version=args.version,
+                 evaluate=not args.no_evaluate, reference_metrics=reference, command=command,
+                 log=_log)
+    print(f"wrote {args.out}: {card['model_id']}/{card['version']} "
+          f"({card['files'][0]['path']} sha256 {card['files'][0]['sha256']})")
     return 0
 
 
-def _backbone_dir(args) -> Path:
-    from .model import default_weights_dir
-    return Path(args.backbone) if args.backbone else default_weights_dir()
-
-
-def _cache(args) -> Path | None:
-    return None if args.no_cache else Path(args.cache).expanduser()
+def _training_cache(args) -> Path:
+    if args.cache:
+        return Path(args.cache).expanduser()
+    from .cache import default_cache_path
+    return default_cache_path().parent / "training"
 
 
 def _log(msg: str) -> None:
@@ -212,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("classify", help="print the genre of audio files")
-    c.add_argument("paths", nargs="+", metavar="PATH", help="audio files or directories")
+    c.add_argument("paths", nargs="*", metavar="PATH", help="audio files or directories")
     c.add_argument("--json", action="store_true", help="one JSON object per line per file")
     c.add_argument("--top", type=_positive, default=1, metavar="K",
                    help="also show the K most probable genres (default 1)")
@@ -235,8 +246,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--precision", choices=defaults.PRECISIONS, default=defaults.PRECISION,
                    help=f"network arithmetic (default {defaults.PRECISION}); auto = bfloat16 on "
                         "CPUs that have it natively, same genre on >99%% of clips")
-    c.add_argument("-j", "--jobs", type=_positive, default=os.cpu_count() or 1, metavar="N",
-                   help="worker processes, one core each (default: all cores)")
+    c.add_argument("-j", "--jobs", type=_positive, default=None, metavar="N",
+                   help="worker processes, one core each (default: all cores; with --ray, "
+                        "every CPU of the Ray instance)")
+    c.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run as a Ray Data job writing Parquet to --out: on a local Ray "
+                        "instance, or on the cluster at ADDRESS ('auto', HOST:PORT); needs "
+                        "pip install 'genretag[ray]' (docs/scale.md)")
+    c.add_argument("--out", metavar="DIR",
+                   help="with --ray: the Parquet dataset to write; a rerun skips the paths "
+                        "already in it")
+    c.add_argument("--manifest", metavar="FILE",
+                   help="with --ray: also classify the paths in FILE, one per line ('-': "
+                        "standard input)")
     c.add_argument("--cache", metavar="FILE",
                    help="embedding cache: a file analysed once is classified again, with any "
                         "vocabulary, without decoding (default: $GENRETAG_CACHE, else "
@@ -247,24 +269,30 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default {defaults.TIMEOUT_S:g})")
     c.set_defaults(func=cmd_classify)
 
-    for name, func, help_ in (("evaluate", cmd_evaluate, "two-fold protocol on labelled data"),
-                              ("train", cmd_train, "train a model and write its card")):
+    for name, func, help_ in (
+            ("evaluate", cmd_evaluate, "cross-collection protocol and calibration of the "
+                                       "training recipe on labelled collections"),
+            ("train", cmd_train, "train the genre head and write a model directory")):
         p = sub.add_parser(name, help=help_)
-        p.add_argument("--data", required=True, metavar="DIR", help="folder with index.csv")
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--cache", default="~/.cache/genretag", metavar="DIR")
-        p.add_argument("--no-cache", action="store_true")
-        p.add_argument("--backbone", metavar="DIR", help="folder with the converted backbone")
+        p.add_argument("--data", required=True, action="append", metavar="DIR",
+                       help="a labelled collection (folder with index.csv: path, genre and "
+                            "artist or split); repeat for each collection")
+        p.add_argument("--cache", metavar="DIR",
+                       help="slice-embedding cache (default: genretag/training in the user "
+                            "cache directory)")
+        p.add_argument("--backbone", metavar="FILE",
+                       help="converted backbone .safetensors (default: the shipped one)")
         p.set_defaults(func=func)
-    ev = sub.choices["evaluate"]
-    ev.add_argument("--arch", default="all", choices=("all", "musicnn-head", "cnn-baseline"))
-    ev.add_argument("--json", metavar="FILE", help="write all metrics here")
+    sub.choices["evaluate"].add_argument("--json", metavar="FILE", help="write all metrics here")
     tr = sub.choices["train"]
-    tr.add_argument("--arch", default="musicnn-head", choices=("musicnn-head", "cnn-baseline"))
-    tr.add_argument("--splits", default="train,valid", help="splits to train on")
-    tr.add_argument("--out", required=True, metavar="DIR")
-    tr.add_argument("--version", default="1.0.0")
-    tr.add_argument("--metrics", metavar="FILE", help="evaluation JSON to put in the card")
+    tr.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
+    tr.add_argument("--version", default="2.0.0")
+    tr.add_argument("--reference-metrics", metavar="FILE",
+                    help="JSON put in the card as it is (e.g. the previous model on the "
+                         "same protocol)")
+    tr.add_argument("--no-evaluate", action="store_true",
+                    help="skip the protocol, calibration and abstention (temperature 1, "
+                         "min_confidence 0)")
     return parser
 
 
