@@ -148,6 +148,7 @@ def save_tensors(tensors: dict, path: Path) -> dict:
     from safetensors.torch import save_file
 
     save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(path))
+    os.chmod(path, 0o644)  # shipped and shared like any data file
     return {"path": path.name, "sha256": sha256_file(path)}
 
 

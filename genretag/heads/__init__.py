@@ -16,6 +16,7 @@ import importlib
 #: The one registry of head types: the card's ``head.arch`` -> ``"module:class"``.
 HEADS: dict[str, str] = {
     "genre-mlp": "genretag.heads.genre:GenreHead",
+    "lastfm-tags": "genretag.heads.lastfm:LastfmHead",
 }
 
 
