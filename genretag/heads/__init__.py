@@ -17,6 +17,7 @@ import importlib
 HEADS: dict[str, str] = {
     "genre-mlp": "genretag.heads.genre:GenreHead",
     "lastfm-tags": "genretag.heads.lastfm:LastfmHead",
+    "personal-linear": "genretag.heads.personal:PersonalHead",
 }
 
 
