@@ -91,6 +91,25 @@ def test_genres_are_every_tag_over_its_threshold_best_first(lastfm_model, analys
                                 if pred.probs[t] >= shipped[lastfm_model.classes.index(t)])
 
 
+def test_shipped_genres_are_a_prefix_of_the_score_ranking(lastfm_model, analysis):
+    from dataclasses import replace
+
+    from genretag.classify import predict
+
+    assert set(lastfm_model.thresholds.tolist()) == {tc.GENRE_THRESHOLD}
+    pred = predict(analysis, lastfm_model)
+    order = sorted(pred.probs, key=lambda t: -pred.probs[t])
+    assert pred.genres == tuple(order[:len(pred.genres)])
+    # whatever the scores, the list starts with the top tag and skips no better tag
+    for shift in (-0.3, 0.0, 0.3):
+        card = dict(lastfm_model.card)
+        cut = pred.probs[order[4]] + shift * (pred.probs[order[0]] - pred.probs[order[4]])
+        card["thresholds"] = {t: cut for t in lastfm_model.classes}
+        genres = predict(analysis, replace(lastfm_model, card=card)).genres
+        assert genres == tuple(t for t in order if pred.probs[t] >= cut)
+        assert genres[:1] == (pred.genre,)
+
+
 def test_json_line_has_the_keys_of_the_issue(lastfm_model, analysis):
     from genretag.classify import predict
 
@@ -109,8 +128,20 @@ def test_card_documents_vocabulary_calibration_and_licence(lastfm_model):
     assert card["vocabulary"] == "lastfm" and card["classes"] == list(GENRES)
     assert card["display_names"] == {t: g.display for t, g in GENRES.items()}
     assert card["canonical"] == {t: g.parent for t, g in GENRES.items()}
-    assert sorted(card["thresholds"]) == sorted(GENRES)
-    assert all(0 < v < 1 for v in card["thresholds"].values())
+    assert card["thresholds"] == {t: tc.GENRE_THRESHOLD for t in GENRES}
+    metrics = card["metrics"]
+    for subset in ("clean", "all_augmentations"):
+        shares = metrics["genres_per_track"][subset]
+        assert list(shares) == ["0", "1", "2", "3", "4"]
+        assert sum(shares.values()) == pytest.approx(1, abs=1e-3)
+        assert shares["1"] + shares["2"] + shares["3"] >= 0.75   # mostly one to three genres
+        firing = metrics["unlabelled_tags_on_other_genres"][subset]
+        assert sorted(firing) == sorted(["soul", "folk", "ambient", "experimental",
+                                         "easy listening", "funk", "any"])
+        assert max(v for t, v in firing.items() if t != "any") <= 0.03
+    own = {t: v["own_labels"] for t, v in card["calibration"]["per_tag"].items()}
+    assert [t for t in GENRES if not own[t]] == ["soul", "folk", "ambient", "experimental",
+                                                "easy listening", "funk"]
     assert card["provenance"] == [MUSICNN_PROVENANCE]
     assert card["backbone"]["sha256"] == json.loads(
         (shipped_weights_dir() / "model_card.json").read_text())["backbone"]["sha256"]
@@ -147,7 +178,7 @@ def test_calibration_removes_a_tag_prior_and_is_deterministic(tmp_path):
     assert (raw[is_hiphop].argmax(1) == rock).all()           # the prior wins raw
     assert (calibrated[is_hiphop, hiphop] > calibrated[is_hiphop, rock]).mean() >= 0.9
     assert cal.fitted[rock] and cal.fitted[hiphop] and not cal.fitted[classes.index("folk")]
-    assert cal.thresholds[classes.index("folk")] == np.median(cal.thresholds[cal.fitted])
+    assert (cal.thresholds == tc.GENRE_THRESHOLD).all()
     again = tc.fit_calibration(logits, clip, aug, labels, strata, classes)
     a, b = tmp_path / "a", tmp_path / "b"
     for out, c in ((a, cal), (b, again)):
@@ -184,3 +215,27 @@ def test_an_index_without_its_group_column_is_named(tmp_path):
     (tmp_path / "index.csv").write_text("path,genre,artist\nx.flac,polka,a\n")
     with pytest.raises(tc.GenretagError, match="genre 'polka' has no tag labels"):
         tc.load_clips(emotify_dir=tmp_path)
+
+
+def test_a_tag_without_labels_is_lowered_until_it_rarely_fires_on_other_music():
+    clips, classes, _, clip = _synthetic_logits(n_clips=200)
+    aug = np.zeros(len(clip), np.int8)
+    labels = tc.label_matrix(clips, classes)
+    folk, soul, rock = classes.index("folk"), classes.index("soul"), classes.index("rock")
+    rng = np.random.default_rng(1)
+    logits = rng.normal(-3.0, 0.5, (len(clip), len(classes)))
+    logits[:, folk] += np.where(clip < 40, 6.0, 0.0) + rng.normal(0, 1.0, len(clip))
+    n = len(classes)
+    cal = tc.Calibration(classes, np.zeros(n), np.ones(n), np.zeros(n), np.array(
+        [t not in ("folk", "soul") for t in classes]))
+    offset = tc.limit_unlabelled(cal, logits, clip, aug, labels)
+    assert offset[soul] == 0 and offset[rock] == 0     # never raised; labelled tags untouched
+
+    def share_over(b):
+        x = cal.slope[folk] * (logits[:, folk] - cal.mean[folk]) + b
+        _, _, tracks = tc.track_means(tc._sigmoid(x)[:, None], clip, aug)
+        return (tracks[:, 0] >= tc.GENRE_THRESHOLD).mean()
+
+    assert share_over(0.0) == pytest.approx(0.2, abs=0.02)    # a fifth of the tracks before
+    assert share_over(offset[folk]) <= tc.UNLABELLED_RATE
+    assert share_over(offset[folk] + 0.01) > tc.UNLABELLED_RATE   # lowered just enough

@@ -9,8 +9,8 @@ instrumentation, which this vocabulary leaves out. The head reads the backbone's
 Raw tag scores are not comparable across tags: ``rock`` is MSD's most frequent tag
 and wins on almost anything. The head applies a per-tag affine map to each logit
 before the sigmoid (the calibration fitted by :mod:`genretag.tag_calibration`),
-so that a score is comparable between tags and each tag has its own threshold
-in the model card.
+so that scores are comparable between tags: one threshold serves every tag, and a
+track's genres are a prefix of its score ranking.
 
 The names and trees here are data, not code: :data:`GENRES` gives every tag its
 display name (spelt as beets' ``lastgenre`` spells them), its canonical parent
