@@ -1,20 +1,32 @@
-"""Tagged audio files and a temporary beets setup for the beets plugin tests.
+"""Tagged audio files and temporary beets setups for the beets plugin tests.
 
 Files are synthesised with genretag's own test signal and encoder, then given the
 tags a real collection has (title, artist, album, track number, cover art, a comment
 and ReplayGain) with mutagen directly, so that what beets writes can be compared
 with what was there before.
+
+Two ways to drive beets: :class:`InProcess` (beets' own test helpers, a real
+library on disk, commands run in this process: for everything that is not about
+processes) and :class:`Beets` (``beet`` in child processes: for signals, kills,
+locks, terminals and the network guard). One summary parser, one snapshot of the
+database and one set of damaged files serve both.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
+import io
+import logging
 import os
+import re
+import shutil
 import struct
 import subprocess
 import sys
 import zlib
+from contextlib import redirect_stdout
 from pathlib import Path
+from typing import Callable
 
 import mutagen
 from mutagen.flac import FLAC, Picture
@@ -240,3 +252,194 @@ class Beets:
         from beets.library import Library
 
         return Library(str(self.home / "library.db"), str(self.music))
+
+
+# What a run reports, and snapshots to compare before and after.
+
+SUMMARY = re.compile(
+    r"^genretag: (?P<tagged>\d+) (?:tagged|would be tagged), (?P<skipped>\d+) skipped, "
+    r"(?P<failed>\d+) failed(?:, (?P<silent>\d+) silent)?(?:, (?P<albums>\d+) albums)?"
+    r"(?:, (?P<singletons>\d+) singletons left out \(-a\))?"
+    r"(?:, (?P<left>\d+) not done \(interrupted\))?$", re.M)
+
+
+def summary(output: str) -> dict[str, int]:
+    """The summary line's counts; only the parts the line has (``tagged``, ``skipped``,
+    ``failed`` always; ``silent``, ``albums``, ``singletons``, ``left`` when shown)."""
+    match = SUMMARY.search(output)
+    assert match, f"no summary line in {output!r}"
+    return {k: int(v) for k, v in match.groupdict().items() if v is not None}
+
+
+def counts(tagged: int, skipped: int = 0, failed: int = 0, **more: int) -> dict[str, int]:
+    """The summary :func:`summary` must return."""
+    return {"tagged": tagged, "skipped": skipped, "failed": failed, **more}
+
+
+def rows(lib) -> tuple[dict, dict]:
+    """Every stored field of every item and album: equal snapshots mean an untouched DB."""
+    return ({i.id: dict(i) for i in lib.items()}, {a.id: dict(a) for a in lib.albums()})
+
+
+def states(folder: Path) -> dict[str, tuple[str, int]]:
+    """:func:`file_state` of every file under ``folder``, by name."""
+    return {p.name: file_state(p) for p in folder.rglob("*.*")}
+
+
+# The bad files: tagged and imported like the others, then damaged in the library.
+
+def _random_bytes(path: Path) -> None:
+    path.write_bytes(os.urandom(path.stat().st_size))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)  # any reader blocks until a writer comes: a hung decoder
+
+
+#: title -> (format, how the library file is damaged, the reason its one error line gives).
+BAD_FILES: dict[str, tuple[str, Callable[[Path], None], str]] = {
+    "random bytes": ("mp3", _random_bytes, "not a recognised audio file"),
+    "truncated": ("flac", _truncate, "decoding failed|truncated"),
+    "zero bytes": ("mp3", lambda p: p.write_bytes(b""), r"empty file \(0 bytes\)"),
+    "a text file": ("mp3", lambda p: p.write_text("not audio, just notes\n" * 100),
+                    "not a recognised audio file"),
+    "deleted": ("ogg", Path.unlink, "file not found"),
+    "read-only": ("m4a", lambda p: p.chmod(0o444), "cannot write genres to .*the file is "
+                                                   "read-only"),
+    "no tag format": ("m4a", lambda p: write_adts(p), "cannot write genres to "),
+    "hangs": ("mp3", _fifo, "gave up after 6 s"),
+}
+
+
+def damage(items: dict, titles) -> None:
+    """Damage the library files of ``items`` (by title) as :data:`BAD_FILES` says."""
+    for title in titles:
+        BAD_FILES[title][1](items[title].filepath)
+
+
+# beets in this process.
+
+def _in_process_base():
+    from beets.test.helper import ImportHelper, PluginMixin
+
+    class Base(PluginMixin, ImportHelper):
+        plugin = "genretag"
+        preload_plugin = False
+        db_on_disk = True
+
+    return Base
+
+
+class Output:
+    """What one in-process command printed: ``stdout`` and beets' log ``lines``."""
+
+    def __init__(self, stdout: str, lines: list[str]):
+        self.stdout = stdout
+        self.lines = lines
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        from beets.logging import LegacyFormatter
+
+        super().__init__(logging.DEBUG)
+        self.setFormatter(LegacyFormatter("%(legacy_prefix)s%(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+class InProcess:
+    """A real beets library on disk, driven in this process through beets' test helpers.
+
+    ``run("genretag", ...)`` goes through beets' command line (``_raw_main``) as
+    ``beet genretag ...`` would, and returns an :class:`Output`; a ``UserError``
+    (exit status 1) propagates, its output in ``last``. Log lines at info level
+    and above are collected (``verbose`` 0, as a user runs it).
+    """
+
+    def __init__(self, **plugin_config):
+        self.helper = _in_process_base()()
+        self.helper.setup_beets()
+        self.lib = self.helper.lib
+        self.music = self.helper.lib_path
+        self.home = self.helper.temp_path
+        self.last = Output("", [])
+        self.configure(**plugin_config)
+
+    def configure(self, *, import_write: bool = True, **plugin_config) -> None:
+        """(Re)load the plugin with these ``genretag`` options (min_confidence 0 unless
+        given: every prediction sets genres) and ``import.write``."""
+        config = self.helper.config
+        config["verbose"] = 0
+        config["import"]["write"] = import_write
+        config["import"]["copy"] = True
+        config["genretag"].set({"min_confidence": 0.0, **plugin_config})
+        self.helper.unload_plugins()
+        self.lines = _Lines()
+        with self._capture() as out:
+            self.helper.load_plugins()
+        self.load_output = out
+
+    def _capture(self):
+        harness = self
+
+        class Capture:
+            def __enter__(self):
+                self.buffer = io.StringIO()
+                self.handler = _Lines()
+                self.handler.setLevel(logging.INFO)
+                logging.getLogger("beets").addHandler(self.handler)
+                self.redirect = redirect_stdout(self.buffer)
+                self.redirect.__enter__()
+                self.output = Output("", self.handler.lines)
+                return self.output
+
+            def __exit__(self, *exc):
+                self.redirect.__exit__(*exc)
+                logging.getLogger("beets").removeHandler(self.handler)
+                self.output.stdout = self.buffer.getvalue()
+                harness.last = self.output
+                return False
+
+        return Capture()
+
+    def run(self, *args: str) -> Output:
+        """``beet ARGS`` in this process; beets' own handler for its log is muted."""
+        beets_log = logging.getLogger("beets")
+        muted = [h for h in beets_log.handlers if not isinstance(h, _Lines)]
+        for handler in muted:
+            beets_log.removeHandler(handler)
+        try:
+            with self._capture() as out:
+                self.helper.run_command(*args, lib=self.lib)
+        finally:
+            for handler in muted:
+                beets_log.addHandler(handler)
+        return out
+
+    def import_(self, *args: str) -> Output:
+        """``beet import -q ARGS`` (copy mode, as-is unless ``-A`` is left out)."""
+        return self.run("import", "-q", *args)
+
+    def items(self) -> dict:
+        """The library's items by title (fresh from the database)."""
+        return {item.title: item for item in self.lib.items()}
+
+    def close(self) -> None:
+        self.helper.unload_plugins()
+        self.helper.teardown_beets()
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    return Path(shutil.copytree(src, dst))

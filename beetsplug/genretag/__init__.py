@@ -1,0 +1,424 @@
+"""Tag genres from the audio itself with genretag's model.
+
+``beet genretag [QUERY]`` classifies library items (or albums with ``-a``); with
+``auto: yes`` items are tagged on import, once their files are in the library.
+Results are stored in ``genres`` and in ``genretag_*`` flexible attributes.
+
+The package: this module holds the plugin (configuration, command, import hook and
+the one worker method both use); ``settings`` the options and their checks;
+``policy`` the pure decisions; ``interrupt`` Ctrl-C; ``files`` tag writing;
+``resume`` continuing an interrupted forced run; ``progress`` the progress bar.
+
+Only beets and the standard library are imported here: torch and PyAV load on
+the first classification, so other ``beet`` commands stay quick.
+"""
+from __future__ import annotations
+
+import sqlite3
+import sys
+import time
+from collections import Counter
+from contextlib import nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from beets import config, ui
+from beets.dbcore import types
+from beets.library import Album, FileOperationError, Item
+from beets.plugins import BeetsPlugin
+from beets.ui import Subcommand, should_write
+
+from .files import write_genres
+from .interrupt import Interruption
+from .policy import (Distribution, Group, Options, agrees, album_distribution, change_line,
+                     class_aliases,
+                     format_probs, genretag_set, is_silent, needs_tagging,
+                     new_genres, parse_probs, pick_genres, pretend_line, result_fields,
+                     silent_fields, stored_probs, summary_line)
+from .progress import print_above, progress_bar
+from .settings import DEFAULT_GENRE_MAP, Settings, config_warnings, defaults, read_settings
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from beets.importer import ImportSession, ImportTask
+    from beets.library import Library
+    from genretag import Failure, TrackPrediction
+    from genretag.model import GenreModel
+
+__all__ = ["DEFAULT_GENRE_MAP", "GenretagPlugin", "Options", "Settings", "album_distribution",
+           "change_line", "format_probs", "needs_tagging", "new_genres", "parse_probs",
+           "pick_genres", "pretend_line", "result_fields", "stored_probs", "summary_line",
+           "write_genres"]
+
+#: Flexible fields whose values are genretag's; removed when an item turns out silent.
+PREDICTION_FIELDS = ("genretag_confidence", "genretag_probs", "genretag_agrees")
+
+
+class GenretagCLIOpts(Protocol):
+    force: bool
+    pretend: bool
+    write: bool | None
+    album: bool
+    jobs: int | None
+    stats: bool
+    plot: str | None
+
+
+class GenretagPlugin(BeetsPlugin):
+    item_types = album_types = {
+        "genretag_genre": types.STRING,
+        "genretag_confidence": types.NullFloat(2),
+        "genretag_model": types.STRING,
+        "genretag_probs": types.STRING,
+        "genretag_genres": types.MULTI_VALUE_DSV,
+        "genretag_tagged": types.DATE,
+        "genretag_agrees": types.BOOLEAN,
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config.add(defaults())
+        self._model: GenreModel | None = None
+        self._auto_failed = False
+        values = self._configured()
+        self.settings, self.problems = read_settings(values)
+        for warning in config_warnings(values, _classes_to_check(values)):
+            self._log.warning("{}", warning)
+        if self.problems:
+            for problem in self.problems:
+                self._log.error("configuration: {}", problem)
+            self._log.error("configuration: tagging on import is off, and `beet genretag` "
+                            "refuses to run, until this is fixed")
+        elif self.settings.auto:
+            self.register_listener("import_task_files", self.imported)
+
+    def _configured(self) -> dict[str, Any]:
+        """The ``genretag`` section as plain values (``genre_map`` merged over its default)."""
+        values = {}
+        for key in self.config.keys():
+            view = self.config[key]
+            values[key] = view.flatten() if key == "genre_map" else view.get()
+        return values
+
+    def commands(self) -> list[Subcommand]:
+        cmd = Subcommand("genretag", help="classify genres from the audio")
+        cmd.parser.usage += " [QUERY]"
+        add = cmd.parser.add_option
+        add("-f", "--force", action="store_true", default=False,
+            help="re-tag items already tagged by this model version and replace their genres")
+        add("-p", "--pretend", action="store_true", default=False,
+            help="show old → new genres and change nothing")
+        add("-w", "--write", action="store_true", default=None,
+            help="write genres into the files (default: import.write)")
+        add("-W", "--nowrite", action="store_false", dest="write",
+            help="do not write genres into the files")
+        add("-a", "--album", action="store_true", default=False,
+            help="work on albums: each album also gets its tracks' mean genre")
+        add("-j", "--jobs", type="int", default=None, metavar="N",
+            help="worker processes, one core each (default: the jobs option, 1)")
+        add("--stats", action="store_true", default=False,
+            help="show what the stored predictions look like (changes nothing)")
+        add("--plot", metavar="OUT.png", default=None,
+            help="with --stats: also draw the overview into this PNG file")
+        cmd.func = self.command
+        return [cmd]
+
+    def command(self, lib: Library, opts: GenretagCLIOpts, args: list[str]) -> None:
+        """``beet genretag``: raises ``UserError`` (exit status 1) when an item failed,
+        the run was interrupted or cannot start."""
+        from genretag import GenretagError
+        from genretag.model import read_model_id
+
+        if self.settings is None:
+            raise ui.UserError("; ".join(self.problems))
+        if opts.plot is not None and not opts.stats:
+            raise ui.UserError("--plot draws the overview of --stats: use both")
+        if opts.stats:
+            self.show_stats(lib, args, plot=opts.plot)
+            return
+        jobs = self.settings.jobs if opts.jobs is None else opts.jobs
+        if jobs < 1:
+            raise ui.UserError(f"--jobs must be at least 1, not {jobs}")
+        run = Options(self.settings, write=should_write(opts.write), pretend=opts.pretend,
+                      force=opts.force)
+        counts: Counter[str] = Counter()
+        if opts.album:
+            groups = [(album, list(album.items())) for album in lib.albums(args)]
+            counts["singletons"] = len(lib.items([*args, "singleton:true"]))
+        else:
+            groups = [(None, [item]) for item in lib.items(args)]
+        stop = Interruption()
+        try:
+            since = None
+            if run.force and not run.pretend and any(items for _, items in groups):
+                since = self._start_forced_run(args, opts.album, read_model_id(), run)
+            with stop.installed():
+                self.tag(lib, groups, run, jobs=jobs, progress=sys.stderr.isatty(),
+                         stop=stop, counts=counts, done_since=since)
+        except GenretagError as exc:
+            raise ui.UserError(str(exc)) from None
+        except sqlite3.OperationalError as exc:  # e.g. locked by another beets process
+            raise ui.UserError(f"library database: {exc}; what was tagged before is saved, "
+                               "run again to continue") from None
+        except KeyboardInterrupt:  # a second Ctrl-C
+            pass
+        ui.print_(summary_line(counts, album=opts.album, pretend=opts.pretend,
+                               interrupted=stop.requested))
+        if stop.requested:
+            raise ui.UserError("interrupted; what was tagged is saved, run the same command "
+                               "again to continue")
+        if run.force and not run.pretend:
+            from . import resume
+
+            resume.clear(_state_dir())
+        if counts["failed"]:
+            raise ui.UserError(f"{counts['failed']} item(s) could not be tagged and were left "
+                               "unchanged (reasons above); the next run tries them again")
+
+    def show_stats(self, lib: Library, query: list[str], *, plot: str | None = None) -> None:
+        """``beet genretag --stats [--plot OUT.png] [QUERY]``: print (and draw) the overview
+        of the matching items' stored predictions. Loads no model and changes nothing."""
+        from . import stats
+
+        overview, labels = stats.library_stats(lib.items(query), self.settings,
+                                               _model_classes())
+        ui.print_(stats.report(overview, labels))
+        if plot is not None:
+            title = "genretag: " + (" ".join(query) or "the whole library")
+            try:
+                path = stats.draw(overview, Path(plot), title)
+            except OSError as exc:
+                raise ui.UserError(f"{plot}: cannot write the plot ({exc.strerror or exc})"
+                                   ) from None
+            ui.print_(f"genretag: overview drawn in {path}")
+
+    def _start_forced_run(self, args: list[str], album: bool, model_id: str,
+                          run: Options) -> float | None:
+        """Record a forced run; if the same one was interrupted, when that one started."""
+        from . import resume
+
+        directory = _state_dir()
+        key = resume.run_key(args, album=album, model_id=model_id, settings=run.settings,
+                             write=run.write)
+        earlier = resume.load(directory)
+        if earlier is not None and earlier.key == key:
+            self._log.info("continuing the --force run interrupted earlier (started {}); "
+                           "items it did are skipped",
+                           time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(earlier.started)))
+            return earlier.started
+        resume.save(directory, resume.ForcedRun(key=key, started=time.time()))
+        return None
+
+    def imported(self, session: ImportSession, task: ImportTask) -> None:
+        """``import_task_files`` hook: the files are in the library now, tag them there.
+
+        Never stops the import: a problem with the model is logged once and the rest
+        of the import goes on untagged (``beet genretag`` can tag it later).
+        """
+        from genretag import GenretagError
+
+        if self._auto_failed or self.settings is None:
+            return
+        album = task.album if task.is_album else None
+        run = Options(self.settings, write=session.config["write"].get(bool))
+        try:
+            self.tag(session.lib, [(album, task.imported_items())], run)
+        except GenretagError as exc:
+            self._auto_failed = True
+            self._log.error("{}; imported items are not tagged (run `beet genretag` later)", exc)
+
+    def tag(self, lib: Library, groups: Iterable[Group], run: Options, *,
+            jobs: int | None = None, progress: bool = False, stop: Interruption | None = None,
+            counts: Counter[str] | None = None, done_since: float | None = None
+            ) -> Counter[str]:
+        """Classify the groups' items, then store (and maybe write) the results.
+
+        The one worker behind the command and the import hook. Items that already
+        carry this model version's prediction are skipped unless ``run.force``
+        (and, with ``done_since``, also forced items tagged since that time). An
+        item whose file cannot be read or written is logged and left as it was; a
+        silent one is recorded as such. ``jobs`` worker processes classify, each
+        file within the ``timeout``; with ``jobs=None`` the model runs in this
+        process (kept for later calls: one load per import). ``stop`` is checked
+        between groups (and after every item once it is :attr:`~Interruption.immediate`);
+        what is not done is left for the next run. Returns (and adds to ``counts``)
+        the counts of ``tagged``, ``skipped``, ``failed`` and ``silent`` items,
+        ``albums`` tagged and items ``todo`` in this run.
+        """
+        from genretag import Failure
+        from genretag.model import read_model_id
+
+        groups = [(album, items) for album, items in groups if items]
+        counts = Counter() if counts is None else counts
+        if not groups:
+            return counts
+        model_id = read_model_id()  # no torch: a run that skips everything stays cheap
+
+        def todo(obj: Item | Album) -> bool:
+            if not needs_tagging(obj, model_id, force=run.force):
+                return False
+            return not (done_since is not None and obj.get("genretag_model") == model_id
+                        and obj.get("genretag_tagged", 0.0) >= done_since)
+
+        pending = [[i for i in items if todo(i)] for _, items in groups]
+        n_todo = sum(map(len, pending))
+        counts["todo"] += n_todo
+        self._log.debug("{} items to classify, {} already tagged by {}", n_todo,
+                        sum(len(items) for _, items in groups) - n_todo, model_id)
+        results = self._results([i.filepath for items in pending for i in items], run, jobs)
+        shield = stop.shielded if stop is not None else nullcontext
+        try:
+            with progress_bar(n_todo, enabled=progress) as bar:
+                for (album, items), work in zip(groups, pending):
+                    if stop is not None and stop.requested:
+                        break
+                    counts["skipped"] += len(items) - len(work)
+                    found: dict[int, Distribution] = {}
+                    for item in work:
+                        result = next(results)
+                        bar.update()
+                        if is_silent(result):
+                            with shield():
+                                self._store_silent(lib, item, model_id, run)
+                            counts["silent"] += 1
+                        elif not isinstance(result, Failure):
+                            found[item.id] = result.probs
+                        else:
+                            self._log.error("cannot classify {}: {}; item left unchanged",
+                                            item.filepath, result.error)
+                            counts["failed"] += 1
+                        _stop_now(stop)
+                    album_probs = (album_distribution(items, found, model_id)
+                                   if album is not None else None)
+                    shared = run.genres(album_probs) if run.settings.album_consistent else None
+                    for item in work:
+                        if item.id in found:
+                            with shield():
+                                ok = self._apply(lib, item, found[item.id], model_id, run,
+                                                 genres=shared)
+                            counts["tagged" if ok else "failed"] += 1
+                            _stop_now(stop)
+                    if album_probs and (found or todo(album)):
+                        with shield():
+                            self._apply(lib, album, album_probs, model_id, run)
+                        counts["albums"] += 1
+        finally:
+            results.close()  # stops worker processes still running
+        return counts
+
+    def _results(self, paths: list[Path], run: Options, jobs: int | None
+                 ) -> Iterator[TrackPrediction | Failure]:
+        """A result per path, in order; worker processes are only started when iterated."""
+        if not paths:
+            return
+        if jobs is None:
+            from genretag import classify_files
+
+            yield from classify_files(paths, self._load_model(),
+                                      max_slices=run.settings.max_slices)
+        else:
+            from genretag.workers import classify_parallel
+
+            yield from classify_parallel(paths, jobs=jobs, max_slices=run.settings.max_slices,
+                                         timeout_s=run.settings.timeout)
+
+    def _apply(self, lib: Library, obj: Item | Album, probs: Distribution, model_id: str,
+               run: Options, *, genres: list[str] | None = None) -> bool:
+        """Store one prediction on ``obj`` (an item also in its file if writing).
+
+        ``genres`` replaces the item's own pick (an album's, with ``album_consistent``).
+        Returns False, with nothing changed, if the file cannot be written. The file
+        is replaced before the database transaction that marks the item done commits,
+        so an item marked done always has the genres of its file.
+        """
+        current = list(obj.genres)
+        pick = run.genres(probs) if genres is None else genres
+        new, ours = new_genres(current, pick, ours=genretag_set(obj, run.settings),
+                               overwrite=run.overwrite)
+        line = change_line(obj, current, new, max(probs.values()))
+        if run.pretend:
+            print_above(line)
+            return True
+        fields = {**result_fields(probs, model_id, new if ours else None),
+                  "genretag_tagged": time.time(), "genres": new}
+        genre = fields["genretag_genre"]
+        agreement = agrees([] if ours else new, genre, class_aliases(run.settings.genre_map))
+        written = run.write and isinstance(obj, Item) and (new != current or run.force)
+        with lib.transaction() as tx:
+            if written:
+                # The database's write lock first: if another process holds it, the
+                # run stops here and the file is not touched.
+                tx.mutate("UPDATE items SET id = id WHERE id = ?", (obj.id,))
+                try:
+                    write_genres(obj, new)
+                except FileOperationError as exc:
+                    self._log.error("cannot write genres to {}: {}; item left unchanged",
+                                    obj.filepath, exc.reason)
+                    return False
+            if agreement is None:
+                if "genretag_agrees" in obj:
+                    del obj["genretag_agrees"]
+            else:
+                fields["genretag_agrees"] = agreement
+            obj.update(fields)
+            if written:  # after update(), which marks a changed item's file as stale
+                obj.mtime = obj.current_mtime()
+            if isinstance(obj, Album):
+                obj.store(inherit=False)  # the album's own fields must not spread to its tracks
+            else:
+                obj.store()
+        self._log.info("{}", line)
+        return True
+
+    def _store_silent(self, lib: Library, item: Item, model_id: str, run: Options) -> None:
+        """Record that ``item`` was analysed and is silent; its genres and file stay."""
+        self._log.warning("{}: the audio is silent; recorded as silent, no genre set",
+                          item.filepath)
+        if run.pretend:
+            return
+        with lib.transaction():
+            for key in PREDICTION_FIELDS:
+                if key in item:
+                    del item[key]
+            item.update({**silent_fields(model_id), "genretag_tagged": time.time()})
+            item.store()
+
+    def _load_model(self) -> GenreModel:
+        if self._model is None:
+            from genretag import load_model
+
+            self._model = load_model()
+            self._log.debug("loaded model {}", self._model.model_id)
+        return self._model
+
+
+def _stop_now(stop: Interruption | None) -> None:
+    """Raise ``KeyboardInterrupt`` if a second Ctrl-C came while an item was in hand."""
+    if stop is not None and stop.immediate:
+        raise KeyboardInterrupt
+
+
+def _state_dir() -> Path:
+    return Path(config.config_dir())
+
+
+def _model_classes() -> list[str] | None:
+    """The model's classes from its card (no torch), or ``None`` if it cannot be read
+    (the command reports that itself)."""
+    from genretag import GenretagError
+    from genretag.model import default_weights_dir, read_card
+
+    try:
+        return list(read_card(default_weights_dir())["classes"])
+    except GenretagError:
+        return None
+
+
+def _classes_to_check(values: dict[str, Any]) -> list[str] | None:
+    """The classes to check ``genre_map`` against, or ``None`` when every configured key
+    is a default one (reading the card would cost every ``beet`` command a numpy import)."""
+    genre_map = values.get("genre_map")
+    if not isinstance(genre_map, dict) or set(genre_map) <= set(DEFAULT_GENRE_MAP):
+        return None
+    return _model_classes()
