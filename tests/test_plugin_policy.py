@@ -122,7 +122,8 @@ def test_summary_line(extra, line, interrupted_album_line):
 
 def test_defaults_are_the_documented_ones():
     assert defaults() == {
-        "auto": True, "count": 1, "min_confidence": 0.3, "overwrite": False, "force": False,
+        "auto": True, "vocabulary": "genres", "personal_model": "", "canonical": False,
+        "count": 1, "min_confidence": None, "overwrite": False, "force": False,
         "album_consistent": False, "max_slices": 10, "jobs": 1, "timeout": 120.0,
         "genre_map": DEFAULT_GENRE_MAP}
     settings, problems = read_settings(defaults())
@@ -157,8 +158,8 @@ def test_warnings_for_unknown_options_and_classes():
     values = {**defaults(), "forse": True, "genre_map": {**DEFAULT_GENRE_MAP, "disko": "X"}}
     assert config_warnings(values, CLASSES) == [
         "genretag.forse is not an option of this plugin; it is ignored (options: "
-        "album_consistent, auto, count, force, genre_map, jobs, max_slices, min_confidence, "
-        "overwrite, timeout)",
+        "album_consistent, auto, canonical, count, force, genre_map, jobs, max_slices, "
+        "min_confidence, overwrite, personal_model, timeout, vocabulary)",
         "genretag.genre_map: 'disko' is not a class of the model; it is ignored (classes: "
         + ", ".join(CLASSES) + ")"]
     assert config_warnings(defaults(), CLASSES) == []
@@ -200,3 +201,16 @@ def test_agreement_between_user_genres_and_the_prediction():
     assert user_genres(Item(genres=["Jazz"], genretag_genres=[]), settings) == ["Jazz"]
     assert user_genres(Item(genres=["Jazz"]), settings) == ["Jazz"]
     assert user_genres(Item(genres=[]), settings) == []
+
+
+def test_settings_take_the_cut_and_names_from_the_model_card():
+    card = {"classes": ["rock", "indie rock"], "thresholds": {"rock": 0.7, "indie rock": 0.7},
+            "display_names": {"rock": "Rock", "indie rock": "Indie Rock"},
+            "canonical": {"rock": "Rock", "indie rock": "Rock"}}
+    plain = Settings().for_model(card)
+    assert plain.min_confidence == 0.7 and plain.genre_map["indie rock"] == "Indie Rock"
+    assert Settings(canonical=True).for_model(card).genre_map["indie rock"] == "Rock"
+    assert Settings(min_confidence=0.2).for_model({"min_confidence": 0.6}).min_confidence == 0.2
+    assert Settings().for_model({"min_confidence": 0.6}).min_confidence == 0.6
+    mapped = Settings(genre_map={"indie rock": "Indie"}).for_model(card)
+    assert mapped.genre_map["indie rock"] == "Indie"  # the user's map comes last

@@ -14,6 +14,7 @@ the first classification, so other ``beet`` commands stay quick.
 """
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 import time
@@ -36,7 +37,8 @@ from .policy import (Distribution, Group, Options, agrees, album_distribution, c
                      new_genres, parse_probs, pick_genres, pretend_line, result_fields,
                      silent_fields, stored_probs, summary_line)
 from .progress import print_above, progress_bar
-from .settings import DEFAULT_GENRE_MAP, Settings, config_warnings, defaults, read_settings
+from .settings import (DEFAULT_GENRE_MAP, Settings, config_warnings, defaults, model_location,
+                       read_settings)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -62,6 +64,7 @@ class GenretagCLIOpts(Protocol):
     album: bool
     jobs: int | None
     stats: bool
+    learn: bool
     plot: str | None
 
 
@@ -80,10 +83,11 @@ class GenretagPlugin(BeetsPlugin):
         super().__init__()
         self.config.add(defaults())
         self._model: GenreModel | None = None
+        self._cache = None  # genretag.cache.EmbeddingCache, opened on first use
         self._auto_failed = False
         values = self._configured()
         self.settings, self.problems = read_settings(values)
-        for warning in config_warnings(values, _classes_to_check(values)):
+        for warning in config_warnings(values, _classes_to_check(values, self.settings)):
             self._log.warning("{}", warning)
         if self.problems:
             for problem in self.problems:
@@ -117,6 +121,10 @@ class GenretagPlugin(BeetsPlugin):
             help="work on albums: each album also gets its tracks' mean genre")
         add("-j", "--jobs", type="int", default=None, metavar="N",
             help="worker processes, one core each (default: the jobs option, 1)")
+        add("--learn", action="store_true", default=False,
+            help="learn a personal model from the genres of the matching items that you or "
+                 "other plugins set (cross-validated first); tag with it using "
+                 "vocabulary: personal")
         add("--stats", action="store_true", default=False,
             help="show what the stored predictions look like (changes nothing)")
         add("--plot", metavar="OUT.png", default=None,
@@ -137,11 +145,17 @@ class GenretagPlugin(BeetsPlugin):
         if opts.stats:
             self.show_stats(lib, args, plot=opts.plot)
             return
+        if opts.learn:
+            self.learn(lib, args)
+            return
         jobs = self.settings.jobs if opts.jobs is None else opts.jobs
         if jobs < 1:
             raise ui.UserError(f"--jobs must be at least 1, not {jobs}")
-        run = Options(self.settings, write=should_write(opts.write), pretend=opts.pretend,
-                      force=opts.force)
+        try:
+            run = Options(self._model_settings(), write=should_write(opts.write),
+                          pretend=opts.pretend, force=opts.force)
+        except GenretagError as exc:
+            raise ui.UserError(str(exc)) from None
         counts: Counter[str] = Counter()
         if opts.album:
             groups = [(album, list(album.items())) for album in lib.albums(args)]
@@ -152,7 +166,8 @@ class GenretagPlugin(BeetsPlugin):
         try:
             since = None
             if run.force and not run.pretend and any(items for _, items in groups):
-                since = self._start_forced_run(args, opts.album, read_model_id(), run)
+                since = self._start_forced_run(args, opts.album, self._model_id(),
+                                               run)
             with stop.installed():
                 self.tag(lib, groups, run, jobs=jobs, progress=sys.stderr.isatty(),
                          stop=stop, counts=counts, done_since=since)
@@ -176,13 +191,41 @@ class GenretagPlugin(BeetsPlugin):
             raise ui.UserError(f"{counts['failed']} item(s) could not be tagged and were left "
                                "unchanged (reasons above); the next run tries them again")
 
+    def learn(self, lib: Library, query: list[str]) -> None:
+        """``beet genretag --learn [QUERY]``: a personal model from the matching items'
+        genres that genretag did not set itself, written where ``vocabulary: personal``
+        finds it."""
+        from dataclasses import replace
+
+        from genretag import GenretagError
+        from genretag.learning import learn_personal_model
+
+        tracks = [(item.filepath, list(item.genres), item.get("artist") or None)
+                  for item in lib.items(query)
+                  if item.genres and genretag_set(item, self.settings) != list(item.genres)]
+        out_dir, _ = model_location(replace(self.settings, vocabulary="personal"),
+                                    config.config_dir())
+        ui.print_(f"genretag: learning from {len(tracks)} items with genres set by you or "
+                  "other plugins")
+        try:
+            with progress_bar(len(tracks), enabled=sys.stderr.isatty()) as bar:
+                card = learn_personal_model(
+                    tracks, out_dir, cache=embedding_cache_path(lib),
+                    max_slices=self.settings.max_slices, genre_map=self.settings.genre_map,
+                    source="beets library", progress=lambda _: bar.update(),
+                    log=lambda line: print_above(line), out=ui.print_)
+        except GenretagError as exc:
+            raise ui.UserError(str(exc)) from None
+        ui.print_(f"genretag: saved {card['model_id']} ({len(card['classes'])} genres) in "
+                  f"{out_dir}; tag with it: set `vocabulary: personal`, then `beet genretag`")
+
     def show_stats(self, lib: Library, query: list[str], *, plot: str | None = None) -> None:
         """``beet genretag --stats [--plot OUT.png] [QUERY]``: print (and draw) the overview
         of the matching items' stored predictions. Loads no model and changes nothing."""
         from . import stats
 
         overview, labels = stats.library_stats(lib.items(query), self.settings,
-                                               _model_classes())
+                                               _model_classes(self.settings))
         ui.print_(stats.report(overview, labels))
         if plot is not None:
             title = "genretag: " + (" ".join(query) or "the whole library")
@@ -221,8 +264,8 @@ class GenretagPlugin(BeetsPlugin):
         if self._auto_failed or self.settings is None:
             return
         album = task.album if task.is_album else None
-        run = Options(self.settings, write=session.config["write"].get(bool))
         try:
+            run = Options(self._model_settings(), write=session.config["write"].get(bool))
             self.tag(session.lib, [(album, task.imported_items())], run)
         except GenretagError as exc:
             self._auto_failed = True
@@ -253,7 +296,7 @@ class GenretagPlugin(BeetsPlugin):
         counts = Counter() if counts is None else counts
         if not groups:
             return counts
-        model_id = read_model_id()  # no torch: a run that skips everything stays cheap
+        model_id = self._model_id()  # no torch: skipping everything stays cheap
 
         def todo(obj: Item | Album) -> bool:
             if not needs_tagging(obj, model_id, force=run.force):
@@ -266,7 +309,8 @@ class GenretagPlugin(BeetsPlugin):
         counts["todo"] += n_todo
         self._log.debug("{} items to classify, {} already tagged by {}", n_todo,
                         sum(len(items) for _, items in groups) - n_todo, model_id)
-        results = self._results([i.filepath for items in pending for i in items], run, jobs)
+        results = self._results([i.filepath for items in pending for i in items], run, jobs,
+                                cache_path=embedding_cache_path(lib))
         shield = stop.shielded if stop is not None else nullcontext
         try:
             with progress_bar(n_todo, enabled=progress) as bar:
@@ -307,21 +351,56 @@ class GenretagPlugin(BeetsPlugin):
             results.close()  # stops worker processes still running
         return counts
 
-    def _results(self, paths: list[Path], run: Options, jobs: int | None
-                 ) -> Iterator[TrackPrediction | Failure]:
-        """A result per path, in order; worker processes are only started when iterated."""
+    def _results(self, paths: list[Path], run: Options, jobs: int | None, *,
+                 cache_path: str | None = None) -> Iterator[TrackPrediction | Failure]:
+        """A result per path, in order; worker processes are only started when iterated.
+
+        Files analysed before (by any vocabulary) come from the embedding cache at
+        ``cache_path`` without being decoded.
+        """
         if not paths:
             return
+        weights, vocabulary = self._where()
         if jobs is None:
             from genretag import classify_files
 
-            yield from classify_files(paths, self._load_model(),
-                                      max_slices=run.settings.max_slices)
+            model = self._load_model()
+            yield from classify_files(paths, model, max_slices=run.settings.max_slices,
+                                      cache=self._open_cache(cache_path, model))
         else:
             from genretag.workers import classify_parallel
 
             yield from classify_parallel(paths, jobs=jobs, max_slices=run.settings.max_slices,
-                                         timeout_s=run.settings.timeout)
+                                         timeout_s=run.settings.timeout, weights_dir=weights,
+                                         vocabulary=vocabulary, cache_path=cache_path)
+
+    def _open_cache(self, cache_path: str | None, model: GenreModel):
+        """The embedding cache for in-process classification (kept open for the session)."""
+        if cache_path is None:
+            return None
+        if self._cache is None or str(self._cache.path) != os.path.abspath(cache_path):
+            from genretag.cache import EmbeddingCache
+
+            self._cache = EmbeddingCache(cache_path, backbone_sha256=model.backbone.sha256)
+        return self._cache
+
+    def _model_id(self) -> str:
+        """The configured model's id from its card (no torch)."""
+        from genretag.model import read_model_id
+
+        weights, vocabulary = self._where()
+        return read_model_id(weights, vocabulary=vocabulary)
+
+    def _where(self) -> tuple[str | None, str | None]:
+        """``(weights directory, vocabulary)`` of the configured model."""
+        return model_location(self.settings, config.config_dir())
+
+    def _model_settings(self) -> Settings:
+        """The settings completed by the configured model's card (cut, display names)."""
+        from genretag.model import model_dir, read_card
+
+        weights, vocabulary = self._where()
+        return self.settings.for_model(read_card(model_dir(weights, vocabulary=vocabulary)))
 
     def _apply(self, lib: Library, obj: Item | Album, probs: Distribution, model_id: str,
                run: Options, *, genres: list[str] | None = None) -> bool:
@@ -388,7 +467,8 @@ class GenretagPlugin(BeetsPlugin):
         if self._model is None:
             from genretag import load_model
 
-            self._model = load_model()
+            weights, vocabulary = self._where()
+            self._model = load_model(weights, vocabulary=vocabulary)
             self._log.debug("loaded model {}", self._model.model_id)
         return self._model
 
@@ -403,22 +483,30 @@ def _state_dir() -> Path:
     return Path(config.config_dir())
 
 
-def _model_classes() -> list[str] | None:
-    """The model's classes from its card (no torch), or ``None`` if it cannot be read
-    (the command reports that itself)."""
-    from genretag import GenretagError
-    from genretag.model import default_weights_dir, read_card
+def embedding_cache_path(lib: Library) -> str:
+    """The embedding cache of a library: ``genretag-embeddings.sqlite`` beside its database."""
+    return os.path.join(os.path.dirname(os.path.abspath(os.fsdecode(lib.path))),
+                        "genretag-embeddings.sqlite")
 
+
+def _model_classes(settings: Settings | None = None) -> list[str] | None:
+    """The configured model's classes from its card (no torch), or ``None`` if it cannot
+    be read (the command reports that itself)."""
+    from genretag import GenretagError
+    from genretag.model import model_dir, read_card
+
+    weights, vocabulary = (model_location(settings, config.config_dir()) if settings
+                           else (None, None))
     try:
-        return list(read_card(default_weights_dir())["classes"])
+        return list(read_card(model_dir(weights, vocabulary=vocabulary))["classes"])
     except GenretagError:
         return None
 
 
-def _classes_to_check(values: dict[str, Any]) -> list[str] | None:
+def _classes_to_check(values: dict[str, Any], settings: Settings | None) -> list[str] | None:
     """The classes to check ``genre_map`` against, or ``None`` when every configured key
     is a default one (reading the card would cost every ``beet`` command a numpy import)."""
     genre_map = values.get("genre_map")
     if not isinstance(genre_map, dict) or set(genre_map) <= set(DEFAULT_GENRE_MAP):
         return None
-    return _model_classes()
+    return _model_classes(settings)

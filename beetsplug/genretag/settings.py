@@ -15,9 +15,11 @@ if TYPE_CHECKING:
 
 DEFAULT_GENRE_MAP = {
     "blues": "Blues", "classical": "Classical", "country": "Country", "disco": "Disco",
-    "hiphop": "Hip-Hop", "jazz": "Jazz", "metal": "Metal", "pop": "Pop",
-    "reggae": "Reggae", "rock": "Rock",
+    "electronic": "Electronic", "hiphop": "Hip-Hop", "jazz": "Jazz", "metal": "Metal",
+    "pop": "Pop", "reggae": "Reggae", "rock": "Rock",
 }
+#: ``vocabulary:`` values; ``personal`` is the model ``beet genretag --learn`` writes.
+VOCABULARIES = ("genres", "lastfm", "personal")
 
 Check = Callable[[Any], Any]
 """Returns the option's value from the configured one, or raises ValueError saying why not."""
@@ -59,6 +61,27 @@ def number(*, low: float, high: float | None = None, open_low: bool = False) -> 
     return check
 
 
+def one_of(choices: tuple[str, ...]) -> Check:
+    def check(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, not {value!r}")
+        return value
+    return check
+
+
+def optional(check: Check) -> Check:
+    """``check``, or ``None`` (the option left to the model) for an empty value."""
+    def optional_check(value: Any) -> Any:
+        return None if value is None or value == "" else check(value)
+    return optional_check
+
+
+def text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be text, not {value!r}")
+    return value
+
+
 def genre_names(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         raise ValueError(f"must map model classes to names, not {value!r}")
@@ -75,8 +98,12 @@ class Settings:
     """The validated ``genretag`` configuration; the defaults are the documented ones."""
 
     auto: bool = option(True, boolean)                   # tag during `beet import`
+    vocabulary: str = option("genres", one_of(VOCABULARIES))  # which head names the genres
+    personal_model: str = option("", text)               # its directory ("": beets config dir)
+    canonical: bool = option(False, boolean)             # lastfm: tags -> their parent genre
     count: int = option(1, integer(1))                   # top-k classes put into `genres`
-    min_confidence: float = option(0.3, number(low=0.0, high=1.0))
+    # score a class needs to be put into `genres`; empty: the model card's calibrated cut
+    min_confidence: float | None = option(None, optional(number(low=0.0, high=1.0)))
     overwrite: bool = option(False, boolean)             # replace genres genretag did not set
     force: bool = option(False, boolean)                 # lastgenre's name for `overwrite`
     album_consistent: bool = option(False, boolean)      # tracks get their album's genres
@@ -89,8 +116,32 @@ class Settings:
         """The genres these settings put into ``genres`` for the distribution ``probs``."""
         from .policy import pick_genres
 
-        return pick_genres(probs, count=self.count, min_confidence=self.min_confidence,
+        return pick_genres(probs, count=self.count, min_confidence=self.min_confidence or 0.0,
                            genre_map=self.genre_map)
+
+    def for_model(self, card: dict) -> Settings:
+        """These settings completed by the model's card: its calibrated cut when
+        ``min_confidence`` is left empty, its display names (and, with ``canonical``,
+        its parent genres) under the configured ``genre_map``."""
+        from dataclasses import replace
+
+        cut = self.min_confidence
+        if cut is None:
+            thresholds = card.get("thresholds") or {}
+            cut = float(card.get("min_confidence", max(thresholds.values(), default=0.3)))
+        names = dict(card.get("display_names") or {})
+        if self.canonical:
+            names.update(card.get("canonical") or {})
+        return replace(self, min_confidence=cut, genre_map={**names, **self.genre_map})
+
+
+def model_location(settings: Settings, config_dir: str) -> tuple[str | None, str | None]:
+    """``(weights directory or None, vocabulary or None)`` for genretag's loaders."""
+    if settings.vocabulary == "personal":
+        import os
+
+        return settings.personal_model or os.path.join(config_dir, "genretag-personal"), None
+    return None, settings.vocabulary
 
 
 def defaults() -> dict[str, Any]:
@@ -132,7 +183,7 @@ def config_warnings(values: dict[str, Any], classes: list[str] | None) -> list[s
     genre_map = values.get("genre_map")
     if classes is not None and isinstance(genre_map, dict):
         for key in genre_map:
-            if key not in classes:
+            if key not in classes and genre_map[key] != DEFAULT_GENRE_MAP.get(key):
                 out.append(f"genretag.genre_map: {key!r} is not a class of the model; it is "
                            f"ignored (classes: {', '.join(classes)})")
     return out
