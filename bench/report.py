@@ -136,12 +136,10 @@ def accuracy_section(acc: dict | None, path: Path) -> list[str]:
     out = ["## Accuracy: full-track vs reduced analysis", ""]
     if acc is None:
         return out + [
-            "*Not filled in yet.* Run `python bench/accuracy.py --data ../shared/data/gtzan` "
-            "(writes `bench/out/accuracy.json`) or put the output of `genretag evaluate --json` "
-            "at `bench/accuracy.json`, then `python bench/report.py`. The section then shows, "
-            "for each fold of the validation protocol, the accuracy of the full track next to "
-            "the accuracy with k evenly spread slices (what `--max-slices` does on long "
-            "tracks).", ""]
+            "*Not filled in.* The model's accuracy under the cross-collection protocol is in "
+            "`weights/MODEL_CARD.md` (`genretag evaluate --data GTZAN_DIR --data EMOTIFY_DIR`); "
+            "the agreement of reduced and adaptive slice counts with full analysis is measured "
+            "by `bench/backbone_speed.py`.", ""]
     lines = []
     archs = {k: v for k, v in acc.items() if isinstance(v, dict) and "folds" in v}
     if isinstance(acc.get("folds"), list) and "ks" in acc:  # bench/accuracy.py

@@ -52,6 +52,15 @@ def pad_slice(samples: np.ndarray, length: int) -> np.ndarray:
     return np.tile(samples, reps)[:length]
 
 
+def consecutive_slices(audio: np.ndarray, slice_samples: int) -> np.ndarray:
+    """Non-overlapping slices ``[n, slice_samples]`` of decoded audio, as inference streams
+    them (a signal shorter than one slice is repeat-padded to one)."""
+    n = len(audio) // slice_samples
+    if n == 0:
+        return pad_slice(audio, slice_samples)[None, :]
+    return audio[: n * slice_samples].reshape(n, slice_samples)
+
+
 def iter_slices(path: str, sample_rate: int, slice_samples: int, *,
                 max_slices: int | None = None) -> Iterator[tuple[float, np.ndarray, bool]]:
     """Yield ``(start_s, samples, padded)`` for each analysed slice of ``path``.

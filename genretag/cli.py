@@ -202,6 +202,23 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_learn(args) -> int:
+    from .learning import learn_from_csv
+
+    return learn_from_csv(args.labels, args.out, min_examples=args.min_examples,
+                          folds=args.folds, jobs=args.jobs or os.cpu_count() or 1,
+                          cache=_cache_path(args), max_slices=args.max_slices)
+
+
+def cmd_calibrate_tags(args) -> int:
+    from .tag_calibration import calibrate_tags
+
+    card = calibrate_tags(args.out, gtzan_dir=args.gtzan, emotify_dir=args.emotify,
+                          cache_dir=args.cache, log=_log)
+    print(f"wrote {args.out}: {card['model_id']}/{card['version']}")
+    return 0
+
+
 def _training_cache(args) -> Path:
     if args.cache:
         return Path(args.cache).expanduser()
@@ -269,6 +286,28 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default {defaults.TIMEOUT_S:g})")
     c.set_defaults(func=cmd_classify)
 
+    le = sub.add_parser("learn", help="learn a personal genre model from labelled files")
+    le.add_argument("--labels", required=True, metavar="LABELS.csv",
+                    help="CSV with the header path,genre (optionally artist, which groups the "
+                         "cross-validation folds); paths relative to its folder or absolute; "
+                         "several genres in one cell separated by ';'")
+    le.add_argument("--out", required=True, metavar="DIR",
+                    help="model directory to write (a previous model there is replaced "
+                         "atomically); tag with it: genretag classify --weights DIR")
+    le.add_argument("--min-examples", type=_positive, default=10, metavar="N",
+                    help="genres with fewer examples are left out (default 10)")
+    le.add_argument("--folds", type=_at_least_two, default=5, metavar="K",
+                    help="cross-validation folds (default 5)")
+    le.add_argument("--max-slices", type=_positive, default=defaults.MAX_SLICES, metavar="N",
+                    help=f"slices analysed per track (default {defaults.MAX_SLICES})")
+    le.add_argument("--cache", metavar="FILE",
+                    help="embedding cache (default as for classify): files analysed before "
+                         "are not decoded again")
+    le.add_argument("--no-cache", action="store_true", help="analyse every file afresh")
+    le.add_argument("-j", "--jobs", type=_positive, default=None, metavar="N",
+                    help="threads for the analysis (default: all cores)")
+    le.set_defaults(func=cmd_learn)
+
     for name, func, help_ in (
             ("evaluate", cmd_evaluate, "cross-collection protocol and calibration of the "
                                        "training recipe on labelled collections"),
@@ -293,6 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-evaluate", action="store_true",
                     help="skip the protocol, calibration and abstention (temperature 1, "
                          "min_confidence 0)")
+    ct = sub.add_parser("calibrate-tags",
+                        help="fit the lastfm vocabulary's calibration on labelled collections")
+    ct.add_argument("--gtzan", metavar="DIR", help="GTZAN clips (folder with index.csv)")
+    ct.add_argument("--emotify", metavar="DIR", help="Emotify clips (folder with index.csv)")
+    ct.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
+    ct.add_argument("--cache", metavar="DIR", help="keep the clips' tag logits here for reruns")
+    ct.set_defaults(func=cmd_calibrate_tags)
     return parser
 
 
@@ -303,6 +349,13 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _at_least_two(text: str) -> int:
+    value = _positive(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2, got {value}")
     return value
 
 

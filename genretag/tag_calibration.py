@@ -212,7 +212,8 @@ def embed_clips(clips: list[LabelledClip], backbone, *, cache_dir: Path | None =
     ``cache_dir`` under a key of the clip list, augmentations, features and backbone sha256.
     """
     from .audio import decode
-    from .dataset import augment, consecutive_slices
+    from .audio import consecutive_slices
+    from .augment import augment
 
     classes = list(GENRES)
     feats = backbone.features
@@ -228,7 +229,7 @@ def embed_clips(clips: list[LabelledClip], backbone, *, cache_dir: Path | None =
     for i, clip in enumerate(clips):
         audio = decode(str(clip.path), feats.sample_rate)
         for a, kind in enumerate(AUGMENTATIONS):
-            slices = consecutive_slices(augment(audio, feats.sample_rate, kind), feats)
+            slices = consecutive_slices(augment(audio, feats.sample_rate, kind), feats.slice_samples)
             pooled = backbone.embed(slices[augmented_slices(len(slices), a)])
             tags = backbone.views(pooled, ["tag_logits"])["tag_logits"].numpy()
             logits.append(tags[:, columns].astype(np.float32))

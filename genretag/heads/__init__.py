@@ -15,8 +15,8 @@ import importlib
 
 #: The one registry of head types: the card's ``head.arch`` -> ``"module:class"``.
 HEADS: dict[str, str] = {
-    "genre-mlp": "genretag.heads.genre:GenreHead",
     "lastfm-tags": "genretag.heads.lastfm:LastfmHead",
+    "genre-softmax": "genretag.heads.softmax:SoftmaxHead",
     "personal-linear": "genretag.heads.personal:PersonalHead",
 }
 
