@@ -13,7 +13,7 @@ clips of one genre (22.05 kHz clips only) placed end to end with a short
 cross-fade, looped when the genre has too few clips, resampled to 44.1 kHz and
 given a slightly decorrelated second channel; the 2-hour file walks through
 clips of every genre, like a long mix. Otherwise (or with ``--synth``) the
-music-like signal of :func:`genretag.testing.synth_music` is used.
+music-like signal of :func:`genretag.synthetic.synth_music` is used.
 
 Files already present are kept (delete the folder, or pass ``--force``, to rebuild);
 each file is written under a temporary name and renamed when complete, and
@@ -96,7 +96,7 @@ def track_audio(spec: dict, gtzan: Path | None) -> np.ndarray:
     """The stereo 44.1 kHz signal of one corpus track described by ``spec``."""
     n_total = int(round(spec["duration_s"] * RATE))
     if spec["source"] == "synth":
-        from genretag.testing import synth_music
+        from genretag.synthetic import synth_music
         return synth_music(spec["duration_s"], RATE, seed=spec["synth_seed"], channels=2)
     parts, have = [], 0
     for rel in _cycle(spec["clips"]):
@@ -174,7 +174,7 @@ def _long_blocks(spec: dict, gtzan: Path | None):
     k = 0
     while True:
         if spec["source"] == "synth":
-            from genretag.testing import synth_music
+            from genretag.synthetic import synth_music
             block = synth_music(30.0, RATE, seed=spec["synth_seed"] + k, channels=2)
         else:
             block = load_clip(gtzan / spec["clips"][k % len(spec["clips"])])
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(write_long, long, str(out / "long"))] if not args.no_long else []
     jobs += [(write_track, t, str(out / "tracks")) for t in tracks]
     todo = [j for j in jobs if args.force or not up_to_date(j[1], Path(j[2]))]
-    source = f"GTZAN clips from {gtzan}" if gtzan else "genretag.testing.synth_music"
+    source = f"GTZAN clips from {gtzan}" if gtzan else "genretag.synthetic.synth_music"
     print(f"corpus in {out}: {len(tracks)} tracks + {0 if args.no_long else 1} long file from "
           f"{source}; {len(jobs) - len(todo)} already there, writing {len(todo)}", flush=True)
     t0 = time.perf_counter()

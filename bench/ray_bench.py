@@ -17,7 +17,7 @@ seconds of every process of the variant (sampled from ``/proc``), and the machin
 Ratios are taken within a round, then the median over rounds is reported.
 
 Corpus: ``bench/corpus/tracks`` (``bench/make_corpus.py``) when present, else ``--n`` files of
-60 s generated with ``genretag.testing.synth_music`` into ``bench/out/ray_corpus`` (MP3, FLAC,
+60 s generated with ``genretag.synthetic.synth_music`` into ``bench/out/ray_corpus`` (MP3, FLAC,
 M4A, Opus). Writes ``bench/out/ray_results.json`` and ``bench/RAY_RESULTS.md``.
 """
 from __future__ import annotations
@@ -51,7 +51,7 @@ def busy_s() -> float:
 
 def make_corpus(folder: Path, n: int, seconds: float = 60.0) -> list[Path]:
     from genretag.encode import write
-    from genretag.testing import synth_music
+    from genretag.synthetic import synth_music
 
     folder.mkdir(parents=True, exist_ok=True)
     files = []

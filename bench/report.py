@@ -210,8 +210,8 @@ def render(res: dict, acc: dict | None, acc_path: Path) -> str:
            "M4A/AAC 160 kb/s and Opus 128 kb/s, plus a 2-hour MP3. "
            + ("Source audio: GTZAN clips of one genre per track, looped and re-encoded "
               "(`../shared/data/gtzan`); without GTZAN the script falls back to "
-              "`genretag.testing.synth_music`." if res.get("corpus_source") == "gtzan" else
-              "Source audio: `genretag.testing.synth_music` (GTZAN was not found)."), "",
+              "`genretag.synthetic.synth_music`." if res.get("corpus_source") == "gtzan" else
+              "Source audio: `genretag.synthetic.synth_music` (GTZAN was not found)."), "",
            "## Machine", ""]
     out += _md_table(["item", "value"], [
         ["CPU", m.get("Model name", "?")],

@@ -21,7 +21,7 @@ def model():
 def audio_files(tmp_path_factory) -> dict[str, Path]:
     """One 7-second stereo file per format, generated with the project's own encoder."""
     from genretag.encode import write
-    from genretag.testing import synth_music
+    from genretag.synthetic import synth_music
 
     folder = tmp_path_factory.mktemp("formats")
     audio = synth_music(7.0, 44100, seed=3, channels=2)

@@ -60,7 +60,7 @@ def make_track(path: Path, *, title: str, artist: str, album: str, track: int,
                seed: int = 0, duration_s: float = 6.0) -> Path:
     """Encode a synthetic music clip to ``path`` (format from the suffix) and tag it."""
     from genretag.encode import write
-    from genretag.testing import synth_music
+    from genretag.synthetic import synth_music
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write(synth_music(duration_s, 22050, seed=seed, channels=2), 22050, path)
@@ -155,7 +155,7 @@ def write_adts(path: Path, *, seed: int = 0, duration_s: float = 6.0) -> None:
     import av
     import numpy as np
 
-    from genretag.testing import synth_music
+    from genretag.synthetic import synth_music
 
     audio = synth_music(duration_s, 22050, seed=seed)
     with av.open(str(path), mode="w", format="adts") as container:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from genretag.encode import write
-from genretag.testing import synth_music
+from genretag.synthetic import synth_music
 
 from .conftest import FORMATS
 

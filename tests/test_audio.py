@@ -49,7 +49,7 @@ def test_plan_spreads_slices_over_long_tracks():
 def test_seeking_reads_the_planned_slices(tmp_path):
     """A long file read by seeking gives the same audio as a full decode at those times."""
     from genretag.encode import write
-    from genretag.testing import synth_music
+    from genretag.synthetic import synth_music
 
     path = tmp_path / "long.flac"
     write(synth_music(40.0, 16000, seed=5)[0], 16000, path)

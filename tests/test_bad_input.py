@@ -10,7 +10,7 @@ import pytest
 
 from genretag import cli
 from genretag.encode import write
-from genretag.testing import synth_music
+from genretag.synthetic import synth_music
 
 
 def classify(*paths, extra=()):

@@ -119,7 +119,7 @@ def test_directory_is_walked_and_hidden_files_are_skipped(capsys, audio_files, t
 
 def test_timeline_lists_every_slice(capsys, tmp_path):
     from genretag.encode import write
-    from genretag.testing import synth_music
+    from genretag.synthetic import synth_music
 
     path = tmp_path / "long.flac"
     write(synth_music(31.0, 22050, seed=2), 22050, path)

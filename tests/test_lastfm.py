@@ -21,7 +21,7 @@ def analysis(lastfm_model, tmp_path_factory):
     """Generated music (12 s, four slices) analysed once by the shared backbone."""
     from genretag.classify import analyse_file
     from genretag.encode import write
-    from genretag.testing import synth_music
+    from genretag.synthetic import synth_music
 
     path = tmp_path_factory.mktemp("lastfm") / "song.flac"
     write(synth_music(12.5, 22050, seed=7), 22050, path)

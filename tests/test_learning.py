@@ -180,7 +180,7 @@ def library(tmp_path_factory):
     """Two kinds of generated music, 12 files each by 4 artists, a labels file naming them
     (and a missing and an undecodable file), and one held-out file of each kind."""
     from genretag.encode import write
-    from genretag.testing import synth_music
+    from genretag.synthetic import synth_music
 
     root = tmp_path_factory.mktemp("library")
     (root / "music").mkdir()

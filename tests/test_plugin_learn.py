@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from genretag.encode import write
-from genretag.testing import synth_music
+from genretag.synthetic import synth_music
 
 from .plugin_support import InProcess, add_tags
 from .test_learning import SR, _pad

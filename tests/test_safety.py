@@ -29,7 +29,7 @@ import yaml
 from genretag.atomic import TEMP_PREFIX, temp_path
 from genretag.audio import decode
 from genretag.encode import write
-from genretag.testing import synth_music
+from genretag.synthetic import synth_music
 from .plugin_support import (BAD_FILES, FORMATS, SUMMARY, Beets, add_tags, counts, damage,
                              file_state, make_track, read_genres, read_tags, summary,
                              without_genre)

@@ -172,7 +172,7 @@ def test_nonmusic_is_deterministic_per_kind_and_seed():
 def _tiny_collections(root):
     """Two labelled collections of short generated clips (WAV), 2 genres x 2 groups each."""
     from genretag.encode import write
-    from genretag.testing import synth_music
+    from genretag.synthetic import synth_music
 
     specs = {"alpha": ("split", {"rock": ["train", "valid"], "jazz": ["train", "valid"]}),
              "beta": ("artist", {"rock": ["A", "B"], "electronic": ["C", "D"]})}

@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from genretag.encode import write
-from genretag.testing import synth_music
+from genretag.synthetic import synth_music
 
 if __name__ == "__main__":
     out = Path(__file__).resolve().parent.parent / "examples" / "example.mp3"
