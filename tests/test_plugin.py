@@ -74,7 +74,7 @@ def check_prediction(obj: Item | Album, model) -> dict[str, float]:
     """The ``genretag_*`` fields are consistent with each other; returns the distribution."""
     probs = parse_probs(obj["genretag_probs"])
     assert list(probs) == model.classes
-    assert math.isclose(sum(probs.values()), 1.0, abs_tol=0.03)
+    assert 0 < sum(probs.values()) < 1.03  # the rest is the model's "not music" share
     assert obj["genretag_model"] == model.model_id
     genre = obj["genretag_genre"]
     assert probs[genre] == max(probs.values())
