@@ -255,8 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default {defaults.MAX_SLICES})")
     c.add_argument("--all-slices", action="store_true", help="analyse every slice of every track")
     c.add_argument("--vocabulary", choices=sorted(VOCABULARIES), default=None,
-                   help=f"genres: the trained genre head (default); lastfm: the backbone's "
-                        f"Last.fm genre tags, several per track")
+                   help="genres: the trained genre head (default); lastfm: the backbone's "
+                        "Last.fm genre tags, several per track")
     c.add_argument("--weights", metavar="DIR",
                    help="a model directory instead of a shipped vocabulary (e.g. one made by "
                         "genretag learn); $GENRETAG_WEIGHTS moves the shipped weights")

@@ -14,7 +14,6 @@ import math
 import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -255,29 +254,9 @@ def test_auto_no_then_pretend_and_write_options(beets, src, model):
 
 def test_progress_bar_on_a_terminal(src, tmp_path):
     """On a terminal (a pty, 100 columns) a progress bar is drawn; two worker processes."""
-    import fcntl
-    import pty
-    import termios
-
     setup = Beets(tmp_path, auto=False)
     setup.run("import", "-A", str(src))
-    main, child = pty.openpty()
-    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "beets", "genretag", "-W", "-j", "2"],
-                            env=setup.env, stdin=child, stdout=child, stderr=child)
-    os.close(child)
-    chunks = []
-    while True:
-        try:
-            data = os.read(main, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(main)
-    assert proc.wait(timeout=300) == 0
-    shown = b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
+    shown = setup.run_on_terminal("genretag", "-W", "-j", "2")
     assert re.search(r"genretag: 100%\|.*\| 5/5 ", shown)
     assert summary(shown) == counts(5)
     # The per-item lines come out above the bar (tqdm clears its line first: no ^).

@@ -136,7 +136,6 @@ class GenretagPlugin(BeetsPlugin):
         """``beet genretag``: raises ``UserError`` (exit status 1) when an item failed,
         the run was interrupted or cannot start."""
         from genretag import GenretagError
-        from genretag.model import read_model_id
 
         if self.settings is None:
             raise ui.UserError("; ".join(self.problems))
@@ -290,7 +289,6 @@ class GenretagPlugin(BeetsPlugin):
         ``albums`` tagged and items ``todo`` in this run.
         """
         from genretag import Failure
-        from genretag.model import read_model_id
 
         groups = [(album, items) for album, items in groups if items]
         counts = Counter() if counts is None else counts
