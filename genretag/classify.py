@@ -130,7 +130,8 @@ def predict(analysis: Analysis, model: GenreModel) -> TrackPrediction:
     order = np.argsort(-mean, kind="stable")
     if not model.multi_label:  # one distribution: the best class, if it is sure enough
         order = order[:1]
-    genres = tuple(model.classes[i] for i in order if mean[i] >= model.thresholds[i])
+    cut = model.thresholds  # built from the card on each access: once per track
+    genres = tuple(model.classes[i] for i in order if mean[i] >= cut[i])
     slice_s = model.features.slice_seconds
     timeline = tuple(
         SliceResult(start_s=float(s), end_s=float(s) + slice_s,
