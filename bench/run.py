@@ -252,6 +252,10 @@ def per_track(tracks: list[Path], model, args) -> tuple[list[dict], dict]:
                                                   max_slices=DEFAULT_MAX_SLICES)], args.repeats)
         rec["n_slices_default"] = len(sl)
         rec["tag_s"], pred = timed(lambda: classify_file(p, model), args.repeats)
+        rec["n_slices_read"] = len(pred.timeline)  # adaptive (the default) may stop early
+        rec["tag_fixed_s"], pred_fixed = timed(lambda: classify_file(p, model, adaptive=False),
+                                               args.repeats)
+        rec["genre_fixed"] = pred_fixed.genre
         rec["tag_all_s"], pred_all = timed(lambda: classify_file(p, model, max_slices=None),
                                            args.repeats)
         rec["n_slices_all"] = len(pred_all.timeline)
@@ -275,7 +279,8 @@ def per_track(tracks: list[Path], model, args) -> tuple[list[dict], dict]:
             except Exception as exc:  # librosa cannot read some formats (M4A): record it
                 rec["seed_s"], rec["seed_error"] = None, f"{type(exc).__name__}: {exc}"[:200]
         print(f"  [{i + 1}/{len(tracks)}] {path.name}: decode {rec['decode_s']:.2f} s, "
-              f"tag {rec['tag_s']:.2f} s ({rec['n_slices_default']} slices), "
+              f"tag {rec['tag_s']:.2f} s ({rec['n_slices_read']} of "
+              f"{rec['n_slices_default']} slices), fixed {rec['tag_fixed_s']:.2f} s, "
               f"all slices {rec['tag_all_s']:.2f} s, 2 threads {rec['tag_2threads_s']:.2f} s"
               + (f", seed {rec['seed_s']:.2f} s" if rec.get("seed_s") else
                  ", seed failed" if "seed_error" in rec else ""), flush=True)
@@ -362,19 +367,29 @@ def memory(genretag_cmd: list[str], three_min: Path, long: Path, args) -> dict:
     return res
 
 
-def throughput(genretag_cmd: list[str], tracks_dir: Path, n_tracks: int, runs: int) -> dict:
+def throughput(genretag_cmd: list[str], tracks_dir: Path, n_tracks: int, runs: int,
+               baseline: Path | None = None) -> dict:
+    """Whole-process runs of ``classify -j 1`` and ``-j 2``, interleaved; with ``baseline``
+    (a checkout of earlier code) also that code's ``-j 2`` on the same files, in turn."""
     res: dict = {"tracks": n_tracks, "runs": {"1": [], "2": []}}
+    variants = [("1", genretag_cmd, None), ("2", genretag_cmd, None)]
+    if baseline is not None:
+        env = {**os.environ, "PYTHONPATH": str(baseline.resolve())}
+        res["baseline"] = {"dir": str(baseline), "commit": _git_commit(baseline)}
+        res["runs"]["2_baseline"] = []
+        variants.append(("2_baseline", [sys.executable, "-m", "genretag.cli"], env))
     for f in sorted(tracks_dir.iterdir()):
         warm(f)
     for _ in range(runs):
-        for jobs in ("1", "2"):
-            r = run_child(genretag_cmd + ["classify", "-j", jobs, "--no-cache", str(tracks_dir)])
+        for jobs, cmd, env in variants:
+            r = run_child(cmd + ["classify", "-j", jobs[0], "--no-cache", str(tracks_dir)],
+                          env=env)
             r["tracks_per_s"] = n_tracks / r["wall_s"]
             print(f"  -j {jobs}: {r['wall_s']:.1f} s, {r['tracks_per_s']:.2f} tracks/s, "
                   f"CPU {r['cpu_s']:.0f} s, other processes {r['other_processes_cores']:.2f} "
                   f"cores (rc {r['rc']}, {r['stdout_lines']} lines)", flush=True)
             res["runs"][jobs].append(r)
-    for jobs in ("1", "2"):
+    for jobs in res["runs"]:
         best = min(r["wall_s"] for r in res["runs"][jobs])
         res[f"best_wall_s_j{jobs}"] = best
         res[f"tracks_per_s_j{jobs}"] = n_tracks / best
@@ -459,6 +474,12 @@ def beets_startup(tracks: list[Path], runs: int) -> dict:
 
 # ---------------------------------------------------------------- machine
 
+def _git_commit(folder: Path) -> str | None:
+    git = subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True)
+    return git.stdout.strip() or None
+
+
 def machine() -> dict:
     import av
     import torch
@@ -506,6 +527,12 @@ def _per_track_figures(rows: list[dict]) -> dict:
     fig["median_decode_planned_s"] = median(r["decode_planned_s"] for r in rows)
     fig["median_tag_s"] = median(r["tag_s"] for r in rows)
     fig["median_tag_all_s"] = median(r["tag_all_s"] for r in rows)
+    if all("tag_fixed_s" in r for r in rows):
+        fig["median_tag_fixed_s"] = median(r["tag_fixed_s"] for r in rows)
+        fig["ratio_tag_fixed_to_decode"] = median(r["tag_fixed_s"] / r["decode_s"] for r in rows)
+        fig["mean_slices_read"] = float(np.mean([r["n_slices_read"] for r in rows]))
+        fig["agreement_adaptive_vs_fixed"] = sum(r["genre_fixed"] == r["genre_default"]
+                                                 for r in rows) / len(rows)
     fig["median_tag_2threads_s"] = median(r["tag_2threads_s"] for r in rows)
     fig["ratio_tag_to_decode"] = median(r["tag_s"] / r["decode_s"] for r in rows)
     fig["ratio_tag_2threads_to_decode"] = median(r["tag_2threads_s"] / r["decode_s"] for r in rows)
@@ -556,6 +583,9 @@ def summarize(res: dict) -> dict:
     t = res.get("throughput")
     if t:
         fig["throughput_ratio"] = t["tracks_per_s_j2"] / t["tracks_per_s_j1"]
+        fig["tracks_per_s_j2"] = t["tracks_per_s_j2"]
+        if "tracks_per_s_j2_baseline" in t:
+            fig["speedup_vs_baseline"] = t["tracks_per_s_j2"] / t["tracks_per_s_j2_baseline"]
     return fig
 
 
@@ -568,6 +598,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--beet-runs", type=int, default=21,
                    help="alternating runs per state (at least 7)")
     p.add_argument("--throughput-runs", type=int, default=3)
+    p.add_argument("--baseline", default=None, metavar="DIR",
+                   help="a checkout of earlier genretag code (e.g. `git worktree add DIR REV`): "
+                        "its `classify -j 2` runs in turn with this code's, for the speed-up")
     p.add_argument("--skip-seed", action="store_true")
     p.add_argument("--skip-long-full", action="store_true",
                    help="skip --all-slices on the 2-hour file (a few minutes)")
@@ -629,7 +662,8 @@ def main(argv: list[str] | None = None) -> int:
             for t in tracks:
                 os.symlink(t.resolve(), tdir / t.name)
         with LoadMeter() as lm:
-            res["throughput"] = throughput(genretag_cmd, tdir, len(tracks), args.throughput_runs)
+            res["throughput"] = throughput(genretag_cmd, tdir, len(tracks), args.throughput_runs,
+                                           Path(args.baseline) if args.baseline else None)
         res["loads"]["throughput"] = lm.result
     if "beets" in only:
         print("beets start-up (plugin off / on):", flush=True)

@@ -161,7 +161,7 @@ def write_part(out_dir: Path, rows: list[dict], model_id: str) -> Path:
 class _Classifier:
     """A Ray actor: loads the model once, then classifies one chunk of paths per call."""
 
-    def __init__(self, out_dir: str, model_args: dict, max_slices: int | None, model_id: str):
+    def __init__(self, out_dir: str, model_args: dict, slicing: dict, model_id: str):
         import torch
 
         from genretag import load_model
@@ -175,7 +175,7 @@ class _Classifier:
         if self.model.model_id != model_id:
             raise RuntimeError(f"model {self.model.model_id} on this node, {model_id} on the "
                                "driver: install the same genretag and weights on every node")
-        self.max_slices = max_slices
+        self.slicing = slicing  # max_slices and adaptive, as classify_files takes them
 
     def __call__(self, batch: dict) -> dict:
         from genretag import classify_files
@@ -185,7 +185,7 @@ class _Classifier:
             name = self.out_dir / _WORK / str(chunk)
             paths = name.read_text(encoding="utf-8", errors="surrogateescape").split("\n")
             rows = [result_row(r, self.model.model_id)
-                    for r in classify_files(paths, self.model, max_slices=self.max_slices)]
+                    for r in classify_files(paths, self.model, **self.slicing)]
             write_part(self.out_dir, rows, self.model.model_id)
             chunks.append(chunk)
             failed.append(sum(r["error"] is not None for r in rows))
@@ -279,7 +279,7 @@ class _Chunker:
 def run_job(paths: Iterable[str] = (), *, manifest: str | os.PathLike | None = None,
             out_dir: str | os.PathLike, address: str | None = None, jobs: int | None = None,
             weights_dir: str | os.PathLike | None = None, vocabulary: str | None = None,
-            precision: str = "fp32", max_slices: int | None = 10,
+            precision: str = "fp32", max_slices: int | None = 10, adaptive: bool = True,
             chunk_size: int = CHUNK_SIZE, log: Log = _stderr) -> int:
     """Classify ``paths`` (files or directories) and the lines of ``manifest`` into ``out_dir``.
 
@@ -295,6 +295,9 @@ def run_job(paths: Iterable[str] = (), *, manifest: str | os.PathLike | None = N
         same path on every node).
     max_slices : int or None
         As ``genretag classify --max-slices``; ``None`` analyses every slice.
+    adaptive : bool
+        Stop a track's analysis early once its genre is clear (``False``: as
+        ``genretag classify --fixed-slices``).
     chunk_size : int
         Paths per task and rows per Parquet part.
 
@@ -325,14 +328,14 @@ def run_job(paths: Iterable[str] = (), *, manifest: str | os.PathLike | None = N
         out.mkdir(parents=True, exist_ok=True)
         with _job_lock(out):
             return _run_locked(ray, paths, manifest, out, address, jobs, model_args, model_id,
-                               max_slices, chunk_size, log)
+                               {"max_slices": max_slices, "adaptive": adaptive}, chunk_size, log)
     except (GenretagError, OSError) as exc:
         log(f"genretag: {exc}")
         return 1
 
 
 def _run_locked(ray, paths, manifest, out: Path, address, jobs, model_args, model_id,
-                max_slices, chunk_size, log: Log) -> int:
+                slicing: dict, chunk_size, log: Log) -> int:
     from genretag import Failure
 
     start = time.monotonic()
@@ -369,7 +372,7 @@ def _run_locked(ray, paths, manifest, out: Path, address, jobs, model_args, mode
                      include_dashboard=False, logging_level="warning")
         try:
             n_actors = jobs or max(1, int(ray.cluster_resources().get("CPU", 1)))
-            left = _run_pass(ray, range(chunker.count), out, model_args, max_slices, model_id,
+            left = _run_pass(ray, range(chunker.count), out, model_args, slicing, model_id,
                              n_actors, tally, total, start, log)
             if left:
                 # Chunks whose worker kept dying: redo their paths one per chunk, so one bad
@@ -382,7 +385,7 @@ def _run_locked(ray, paths, manifest, out: Path, address, jobs, model_args, mode
                         singles.add(path)
                 log(f"genretag: {len(left)} chunks failed; retrying their {singles.paths} "
                     "files one by one")
-                lost = _run_pass(ray, range(first, singles.count), out, model_args, max_slices,
+                lost = _run_pass(ray, range(first, singles.count), out, model_args, slicing,
                                  model_id, min(n_actors, singles.paths), tally, total, start,
                                  log)
                 for chunk in lost:
@@ -402,7 +405,7 @@ def _run_locked(ray, paths, manifest, out: Path, address, jobs, model_args, mode
     return 1 if tally["failed"] else 0
 
 
-def _run_pass(ray, chunks: range, out: Path, model_args: dict, max_slices, model_id: str,
+def _run_pass(ray, chunks: range, out: Path, model_args: dict, slicing: dict, model_id: str,
               n_actors: int, tally: dict, total: int, start: float, log: Log) -> list[int]:
     """Run ``chunks`` on a pool of actors; returns the chunks that never completed."""
     import ray.data
@@ -420,7 +423,7 @@ def _run_pass(ray, chunks: range, out: Path, model_args: dict, max_slices, model
             compute=ray.data.ActorPoolStrategy(size=min(n_actors, len(chunks))),
             max_restarts=RETRIES, max_task_retries=RETRIES,
             fn_constructor_kwargs={"out_dir": os.fspath(out), "model_args": model_args,
-                                   "max_slices": max_slices, "model_id": model_id})
+                                   "slicing": slicing, "model_id": model_id})
     finished: set[int] = set()
     last = time.monotonic()
     for row in ds.iter_rows():

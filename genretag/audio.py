@@ -28,20 +28,40 @@ def spread_indices(n: int, k: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, n - 1, k)).astype(int))
 
 
+def coarse_to_fine(k: int) -> list[int]:
+    """The order in which an adaptive analysis visits ``k`` planned slices.
+
+    First three spread over the whole plan (start, middle, end), then each next one
+    where the gap between visited slices is widest (ties: the earliest), so that any
+    prefix of the order covers the track as evenly as it can.
+    """
+    order = [int(i) for i in spread_indices(k, 3)]
+    while len(order) < k:
+        rest = [i for i in range(k) if i not in order]
+        gaps = [min(abs(i - j) for j in order) for i in rest]
+        order.append(rest[int(np.argmax(gaps))])
+    return order
+
+
 def plan_slices(duration_s: float | None, slice_s: float,
-                max_slices: int | None) -> list[float] | None:
-    """Start times (s) of the slices to analyse, or ``None`` to stream them all.
+                max_slices: int | None, *, adaptive: bool = False) -> list[float] | None:
+    """Start times (s) of the slices to analyse, in the order to read them, or ``None``
+    to stream them all in time order.
 
     All non-overlapping slices are used when there are at most ``max_slices``;
     otherwise ``max_slices`` evenly spread slices of that grid, first and last
-    included. ``None`` also when the duration is unknown.
+    included. ``adaptive`` orders them :func:`coarse_to_fine` (and so reads even a
+    short file by seeking, when it has more than one slice). ``None`` also when the
+    duration is unknown.
     """
     if duration_s is None or max_slices is None:
         return None
     n_total = max(1, int(duration_s // slice_s))
-    if n_total <= max_slices:
+    if n_total <= max_slices and not (adaptive and n_total > 1):
         return None
-    return [float(i * slice_s) for i in spread_indices(n_total, max_slices)]
+    grid = spread_indices(n_total, max_slices)
+    order = coarse_to_fine(len(grid)) if adaptive else range(len(grid))
+    return [float(grid[i] * slice_s) for i in order]
 
 
 def pad_slice(samples: np.ndarray, length: int) -> np.ndarray:
@@ -62,8 +82,12 @@ def consecutive_slices(audio: np.ndarray, slice_samples: int) -> np.ndarray:
 
 
 def iter_slices(path: str, sample_rate: int, slice_samples: int, *,
-                max_slices: int | None = None) -> Iterator[tuple[float, np.ndarray, bool]]:
+                max_slices: int | None = None, adaptive: bool = False
+                ) -> Iterator[tuple[float, np.ndarray, bool]]:
     """Yield ``(start_s, samples, padded)`` for each analysed slice of ``path``.
+
+    Slices come in time order, or with ``adaptive`` in the order of :func:`plan_slices`
+    (coarse to fine), so that a caller may stop early and still have heard the whole track.
 
     ``samples`` is ``np.ndarray [shape=(slice_samples,), dtype=float32]``, mono at
     ``sample_rate``. A file shorter than one slice yields one repeat-padded slice
@@ -71,9 +95,9 @@ def iter_slices(path: str, sample_rate: int, slice_samples: int, *,
     cannot be decoded or holds no audio.
     """
     try:
-        yield from _pyav_slices(path, sample_rate, slice_samples, max_slices)
+        yield from _pyav_slices(path, sample_rate, slice_samples, max_slices, adaptive)
     except _NotForPyAV:
-        yield from _soundfile_slices(path, sample_rate, slice_samples, max_slices)
+        yield from _soundfile_slices(path, sample_rate, slice_samples, max_slices, adaptive)
 
 
 def decode(path: str, sample_rate: int) -> np.ndarray:
@@ -155,11 +179,11 @@ def _pyav_stream(path: str, sample_rate: int) -> Iterator[np.ndarray]:
             yield chunk
 
 
-def _pyav_slices(path, sample_rate, slice_samples, max_slices):
+def _pyav_slices(path, sample_rate, slice_samples, max_slices, adaptive=False):
     container = _open(path)
     with container:
         duration = _duration(container)
-        starts = plan_slices(duration, slice_samples / sample_rate, max_slices)
+        starts = plan_slices(duration, slice_samples / sample_rate, max_slices, adaptive=adaptive)
         if starts is not None:
             yield from _seek_slices(container, path, sample_rate, slice_samples, starts)
             return
@@ -214,7 +238,7 @@ def _seek_slices(container, path, sample_rate, slice_samples, starts):
         yield start_s, samples[:slice_samples], False
 
 
-def _soundfile_slices(path, sample_rate, slice_samples, max_slices):
+def _soundfile_slices(path, sample_rate, slice_samples, max_slices, adaptive=False):
     import soundfile as sf
     from scipy.signal import resample_poly
 
@@ -226,7 +250,7 @@ def _soundfile_slices(path, sample_rate, slice_samples, max_slices):
         raise AudioError(path, "no audio samples")
     duration = info.frames / info.samplerate
     slice_s = slice_samples / sample_rate
-    starts = plan_slices(duration, slice_s, max_slices)
+    starts = plan_slices(duration, slice_s, max_slices, adaptive=adaptive)
     if starts is None:
         starts = [i * slice_s for i in range(max(1, int(duration // slice_s)))]
     g = np.gcd(sample_rate, info.samplerate)

@@ -3,7 +3,7 @@
 One SQLite file (WAL mode) holds, per audio file, what every head reads: the backbone's
 pooled per-slice embedding, ``np.ndarray [n_slices, 1506]``, stored as float16, with the
 slice start times (seconds), the ``padded`` and ``silent`` flags and the slice setting
-that produced it (``max_slices`` or ``"all"``). An entry is valid for one file identity
+that produced it (``max_slices``, ``"all"`` or ``"auto:N"`` for an adaptive analysis). An entry is valid for one file identity
 (absolute path, size in bytes, ``st_mtime_ns``) and one backbone (the sha256 of its
 weights); anything else is a miss, and the next :meth:`EmbeddingCache.put` of that path
 replaces it, so there is one row, one blob, per file.
@@ -49,7 +49,8 @@ log = logging.getLogger("genretag")
 
 #: What a path argument may be: ``str``, ``bytes`` (as beets stores paths) or path-like.
 StrPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
-#: ``max_slices`` as the analysis took it: a positive int, or ``None``/``"all"`` for every slice.
+#: ``max_slices`` as the analysis took it: a positive int, or ``None``/``"all"`` for every
+#: slice; ``"auto:N"`` for an adaptive analysis of at most N slices that may have stopped early.
 SlicesKey = Union[int, str, None]
 
 #: Layout of the tables below; stored in ``PRAGMA user_version``.
@@ -71,7 +72,7 @@ CREATE TABLE embeddings (
     size       INTEGER NOT NULL,  -- bytes, from os.stat before the analysis
     mtime_ns   INTEGER NOT NULL,  -- st_mtime_ns, idem
     backbone   TEXT NOT NULL,     -- sha256 (hex) of the backbone weights
-    slices_key TEXT NOT NULL,     -- "all" or max_slices, e.g. "10"
+    slices_key TEXT NOT NULL,     -- "all", max_slices ("10") or adaptive ("auto:10")
     n_slices   INTEGER NOT NULL,
     dim        INTEGER NOT NULL,  -- 0 for a silent track
     padded     INTEGER NOT NULL,
@@ -178,13 +179,17 @@ def default_cache_path() -> Path:
 
 
 def normalize_slices_key(max_slices: SlicesKey) -> str:
-    """The stored form of an analysis' slice setting: ``"all"`` or e.g. ``"10"``.
+    """The stored form of an analysis' slice setting: ``"all"``, e.g. ``"10"`` or ``"auto:10"``.
 
     ``None`` and ``"all"`` mean every slice (the convention of ``max_slices`` elsewhere);
-    a positive int (or its decimal string) means at most that many spread slices.
+    a positive int (or its decimal string) means at most that many spread slices;
+    ``"auto:N"`` an adaptive analysis of at most N (see :func:`genretag.classify.analyse_file`).
     """
     if max_slices is None or max_slices == "all":
         return "all"
+    if isinstance(max_slices, str) and max_slices.startswith("auto:") \
+            and max_slices[5:].isdigit() and int(max_slices[5:]) > 0:
+        return f"auto:{int(max_slices[5:])}"
     if isinstance(max_slices, str) and max_slices.isdigit():
         max_slices = int(max_slices)
     if isinstance(max_slices, (int, np.integer)) and not isinstance(max_slices, bool) \
@@ -326,23 +331,27 @@ class EmbeddingCache:
         """False once the cache degraded to no cache (the warning said why)."""
         return self._disabled is None and not self._closed
 
-    def get(self, path: StrPath, *, slices_key: SlicesKey) -> CachedEmbedding | None:
+    def get(self, path: StrPath, *, slices_key: SlicesKey | tuple[SlicesKey, ...]
+            ) -> CachedEmbedding | None:
         """The entry of ``path`` if it is valid for the file as it is now, else ``None``.
 
         Valid means: same absolute path, size and ``st_mtime_ns`` as when it was put,
-        this cache's backbone and the same ``slices_key`` (see :func:`normalize_slices_key`).
+        this cache's backbone and the same ``slices_key`` (see :func:`normalize_slices_key`),
+        or one of them when a tuple is given.
         A file that cannot be stat'ed is a miss.
         """
         return self.get_many([path], slices_key=slices_key)[path]
 
-    def get_many(self, paths: Iterable[K], *, slices_key: SlicesKey) -> dict[K, CachedEmbedding | None]:
+    def get_many(self, paths: Iterable[K], *, slices_key: SlicesKey | tuple[SlicesKey, ...]
+                 ) -> dict[K, CachedEmbedding | None]:
         """:meth:`get` for many paths: ``{path: entry or None}`` in the order given.
 
         One query per :data:`QUERY_CHUNK` paths plus one ``os.stat`` per path. Each hit
         holds its float16 embedding (30 KB for 10 slices); for a whole library, call it
         on chunks of paths to bound memory.
         """
-        want = normalize_slices_key(slices_key)
+        want = tuple(dict.fromkeys(normalize_slices_key(k) for k in (
+            slices_key if isinstance(slices_key, tuple) else (slices_key,))))
         paths = list(paths)
         result: dict[K, CachedEmbedding | None] = dict.fromkeys(paths)
         by_key: dict[bytes, list[tuple[K, tuple[int, int]]]] = {}
@@ -359,8 +368,10 @@ class EmbeddingCache:
             for i in range(0, len(keys), QUERY_CHUNK):
                 chunk = keys[i:i + QUERY_CHUNK]
                 marks = ",".join("?" * len(chunk))
+                keys_in = ",".join("?" * len(want))
                 rows = conn.execute(f"{_SELECT} WHERE path IN ({marks}) AND backbone = ?"
-                                    " AND slices_key = ?", (*chunk, self.backbone_sha256, want))
+                                    f" AND slices_key IN ({keys_in})",
+                                    (*chunk, self.backbone_sha256, *want))
                 for row in rows:
                     entry = _decode_row(row)
                     if entry is None:

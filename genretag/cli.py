@@ -83,7 +83,7 @@ def cmd_classify(args) -> int:
         results = classify_parallel(files, jobs=args.jobs or os.cpu_count() or 1,
                                     weights_dir=args.weights,
                                     vocabulary=args.vocabulary, max_slices=max_slices,
-                                    timeout_s=args.timeout, precision=args.precision,
+                                    adaptive=not args.fixed_slices, timeout_s=args.timeout, precision=args.precision,
                                     cache_path=_cache_path(args))
         plots = None
         if args.plot:
@@ -118,7 +118,8 @@ def _classify_on_ray(args) -> int:
                    address=None if args.ray == "local" else args.ray, jobs=args.jobs,
                    weights_dir=args.weights, vocabulary=args.vocabulary,
                    precision=args.precision,
-                   max_slices=None if args.all_slices else args.max_slices, log=_log)
+                   max_slices=None if args.all_slices else args.max_slices,
+                   adaptive=not args.fixed_slices, log=_log)
 
 
 def _cache_path(args) -> str | None:
@@ -251,8 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "OUT.png; with several files OUT-<file name>.png each, beside OUT "
                         "(needs matplotlib: pip install 'genretag[plots]')")
     c.add_argument("--max-slices", type=_positive, default=defaults.MAX_SLICES, metavar="N",
-                   help="slices analysed per track, spread over it "
-                        f"(default {defaults.MAX_SLICES})")
+                   help="slices analysed per track at most, spread over it "
+                        f"(default {defaults.MAX_SLICES}); the analysis stops early once the "
+                        "genre is clear (see --fixed-slices)")
+    c.add_argument("--fixed-slices", action="store_true",
+                   help="always analyse all --max-slices slices, even when the first ones "
+                        "already decide the genre (slower; multi-label vocabularies always do)")
     c.add_argument("--all-slices", action="store_true", help="analyse every slice of every track")
     c.add_argument("--vocabulary", choices=sorted(VOCABULARIES), default=None,
                    help="genres: the trained genre head (default); lastfm: the backbone's "

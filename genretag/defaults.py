@@ -7,6 +7,16 @@ from __future__ import annotations
 #: Slices analysed per track: at most this many 3-s slices spread evenly over it (~30 s),
 #: so a 2-hour mix costs what a 30-s clip does. ``None`` means every slice.
 MAX_SLICES = 10
+#: Adaptive analysis: visit those slices coarse to fine and stop once the head is sure
+#: (:data:`SETTLED_MARGIN`), checking after :data:`FIRST_CHECK` slices and then every
+#: :data:`CHECK_EVERY`. Multi-label heads always analyse every planned slice.
+ADAPTIVE = True
+FIRST_CHECK = 3
+CHECK_EVERY = 2
+#: Lead of the best class over the second (in the mean of the slices so far) that ends
+#: an adaptive analysis. Measured on GTZAN + Emotify (bench/RESULTS.md): 5.0 slices
+#: instead of 9.5 on average, the same genre on 99.3 % of clips, held-out accuracy unchanged.
+SETTLED_MARGIN = 0.35
 #: Seconds a worker may spend on one file (from when it is ready) before it is given up.
 TIMEOUT_S = 120.0
 #: Slices per backbone call. Small batches keep each slice's activations in the CPU

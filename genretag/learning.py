@@ -249,10 +249,13 @@ def embed_files(paths: Sequence[str], backbone, *, cache=None,
     read first and filled with what had to be analysed. A file that cannot be decoded,
     or is silent, gives an ``error`` (one line, no path) instead of an embedding.
     """
-    from .classify import analyse_file
+    from .classify import analyse_file, slices_keys
     from .errors import PathError
 
-    hits = cache.get_many(list(paths), slices_key=max_slices) if cache is not None else {}
+    # what classifying stores by default (an adaptive analysis: fewer slices, spread over
+    # the whole track) serves as an example too
+    keys = slices_keys(max_slices, adaptive=True)
+    hits = cache.get_many(list(paths), slices_key=keys) if cache is not None else {}
     for path in paths:
         hit = hits.get(path)
         if hit is not None:

@@ -203,6 +203,23 @@ class GenreModel:
         default = float(self.card.get("min_confidence", 0.0))
         return np.asarray([float(per_class.get(c, default)) for c in self.classes])
 
+    @property
+    def can_settle(self) -> bool:
+        """Whether an adaptive analysis may stop early for this model: single-label
+        heads only (a multi-label head's every class sits near its own cut somewhere,
+        so stopping early changes too many of its genre lists)."""
+        return not self.multi_label
+
+    def settled(self, embedding: np.ndarray) -> bool:
+        """Whether the slices analysed so far (embeddings ``[n, 1506]``) decide the track:
+        in the mean of their scores, the best class leads the second by at least
+        :data:`~genretag.defaults.SETTLED_MARGIN`."""
+        mean = self.scores(embedding).mean(axis=0)
+        if len(mean) < 2:
+            return True
+        top = np.sort(mean)[::-1]
+        return bool(top[0] - top[1] >= defaults.SETTLED_MARGIN)
+
     def scores(self, embedding: np.ndarray) -> np.ndarray:
         """Head scores per slice, ``[n, n_classes]`` float64, from embeddings ``[n, 1506]``.
 

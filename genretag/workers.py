@@ -63,7 +63,7 @@ def _keep_buffers() -> None:
             pass  # not glibc: its defaults apply
 
 
-def _worker(worker_id, model_args, max_slices, cache_path, tasks, results) -> None:
+def _worker(worker_id, model_args, max_slices, adaptive, cache_path, tasks, results) -> None:
     """Load the model, say so, then classify ``(index, path)`` tasks until ``None``."""
     _die_with_parent()
     _keep_buffers()
@@ -94,7 +94,7 @@ def _worker(worker_id, model_args, max_slices, cache_path, tasks, results) -> No
             return
         index, path = task
         results.put((index, worker_id, next(classify_files([path], model, max_slices=max_slices,
-                                                            cache=cache))))
+                                                            adaptive=adaptive, cache=cache))))
 
 
 def _open_cache(cache_path, backbone_sha256: str):
@@ -143,6 +143,7 @@ def classify_parallel(paths: Iterable[str | os.PathLike], *, jobs: int = 2,
                       weights_dir: str | os.PathLike | None = None,
                       vocabulary: str | None = None,
                       max_slices: int | None = defaults.MAX_SLICES,
+                      adaptive: bool = defaults.ADAPTIVE,
                       timeout_s: float | None = defaults.TIMEOUT_S,
                       precision: str = defaults.PRECISION,
                       cache_path: str | os.PathLike | None = None
@@ -156,11 +157,10 @@ def classify_parallel(paths: Iterable[str | os.PathLike], *, jobs: int = 2,
     paths = [os.fspath(p) for p in paths]
     model_args = {"weights": None if weights_dir is None else os.fspath(weights_dir),
                   "vocabulary": vocabulary, "precision": precision}
-    hits = _cache_hits(paths, model_args, max_slices, cache_path)
+    hits, model = _cache_hits(paths, model_args, max_slices, adaptive, cache_path)
     misses = [p for i, p in enumerate(paths) if i not in hits]
     analysed = _pool(misses, jobs=jobs, model_args=model_args, max_slices=max_slices,
-                     timeout_s=timeout_s, cache_path=cache_path)
-    model = None
+                     adaptive=adaptive, timeout_s=timeout_s, cache_path=cache_path)
     try:
         for i, path in enumerate(paths):
             if i not in hits:
@@ -168,9 +168,7 @@ def classify_parallel(paths: Iterable[str | os.PathLike], *, jobs: int = 2,
                 continue
             from .classify import predict
             from .errors import PathError
-            from .model import load_model
 
-            model = model or load_model(**model_args)
             try:
                 yield predict(hits.pop(i), model)
             except PathError as exc:
@@ -179,24 +177,30 @@ def classify_parallel(paths: Iterable[str | os.PathLike], *, jobs: int = 2,
         analysed.close()
 
 
-def _cache_hits(paths: list[str], model_args: dict, max_slices, cache_path) -> dict:
-    """``{index: Analysis}`` of the paths the cache holds (no torch needed to find them)."""
+def _cache_hits(paths: list[str], model_args: dict, max_slices, adaptive, cache_path
+                ) -> tuple[dict, object]:
+    """``({index: Analysis}, model)``: the paths the cache holds for the model, and the
+    model, loaded here to score them (``None`` when there is no hit: no torch then)."""
     if cache_path is None or not paths:
-        return {}
-    from .classify import from_cache
-    from .model import model_dir, read_card
+        return {}, None
+    from .classify import from_cache, slices_keys, usable
+    from .model import load_model, model_dir, read_card
 
     card = read_card(model_dir(model_args["weights"], vocabulary=model_args["vocabulary"]))
     cache = _open_cache(cache_path, card["backbone"]["sha256"])
     try:
-        found = cache.get_many(paths, slices_key=max_slices)
+        found = cache.get_many(paths, slices_key=slices_keys(max_slices, adaptive=adaptive))
     finally:
         cache.close()
+    found = {path: hit for path, hit in found.items() if hit is not None}
+    if not found:
+        return {}, None
+    model = load_model(**model_args)
     return {i: from_cache(path, found[path]) for i, path in enumerate(paths)
-            if found.get(path) is not None}
+            if path in found and usable(found[path], model)}, model
 
 
-def _pool(paths: list[str], *, jobs: int, model_args: dict, max_slices, timeout_s,
+def _pool(paths: list[str], *, jobs: int, model_args: dict, max_slices, adaptive, timeout_s,
           cache_path) -> Iterator[TrackPrediction | Failure]:
     """Classify ``paths`` on worker processes; results in input order."""
     from .errors import WeightsError
@@ -211,7 +215,8 @@ def _pool(paths: list[str], *, jobs: int, model_args: dict, max_slices, timeout_
         worker_id = next(ids)
         tasks = ctx.Queue()
         proc = ctx.Process(target=_worker, daemon=True,
-                           args=(worker_id, model_args, max_slices, cache_path, tasks, results))
+                           args=(worker_id, model_args, max_slices, adaptive, cache_path, tasks,
+                                 results))
         # Workers start with SIGINT blocked: Ctrl-C on a terminal reaches the whole
         # process group, and the parent alone decides how to stop. (Blocking, unlike
         # ignoring, keeps a Ctrl-C that arrives meanwhile for the parent.)

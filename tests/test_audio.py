@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from genretag.audio import decode, iter_slices, pad_slice, plan_slices
+from genretag.audio import coarse_to_fine, decode, iter_slices, pad_slice, plan_slices
 from genretag.errors import AudioError
 from genretag.features import MUSICNN_FEATURES as P
 
@@ -46,6 +46,25 @@ def test_plan_spreads_slices_over_long_tracks():
     assert plan_slices(None, 3.0, 10) is None
 
 
+def test_adaptive_plan_reads_the_same_slices_coarse_to_fine():
+    """An adaptive plan is the fixed plan reordered: ends and middle first, then the gaps."""
+    fixed = plan_slices(7200.0, 3.0, 10)
+    adaptive = plan_slices(7200.0, 3.0, 10, adaptive=True)
+    assert sorted(adaptive) == fixed
+    assert adaptive[:3] == [0.0, fixed[4], 7197.0]
+    assert coarse_to_fine(10) == [0, 4, 9, 2, 6, 1, 3, 5, 7, 8]
+    for k in range(1, 12):
+        order = coarse_to_fine(k)
+        assert sorted(order) == list(range(k))
+        if k > 3:  # each next slice goes where the widest gap is
+            gaps = [min(abs(i - j) for j in order[:m]) for m, i in enumerate(order) if m >= 3]
+            assert gaps == sorted(gaps, reverse=True)
+    # a short track is read by seeking too, so that it can stop early; one slice streams
+    assert plan_slices(30.0, 3.0, 10, adaptive=True) == [0.0, 12.0, 27.0, 6.0, 18.0, 3.0,
+                                                         9.0, 15.0, 21.0, 24.0]
+    assert plan_slices(5.0, 3.0, 10, adaptive=True) is None
+
+
 def test_seeking_reads_the_planned_slices(tmp_path):
     """A long file read by seeking gives the same audio as a full decode at those times."""
     from genretag.encode import write
@@ -57,6 +76,12 @@ def test_seeking_reads_the_planned_slices(tmp_path):
     got = list(iter_slices(str(path), P.sample_rate, P.slice_samples, max_slices=3))
     assert [s for s, _, _ in got] == plan_slices(40.0, P.slice_seconds, 3)
     for start, samples, _ in got:
+        i = int(round(start * P.sample_rate))
+        assert np.abs(samples - full[i:i + P.slice_samples]).max() < 1e-3
+    adaptive = list(iter_slices(str(path), P.sample_rate, P.slice_samples, max_slices=10,
+                                adaptive=True))
+    assert [s for s, _, _ in adaptive] == plan_slices(40.0, P.slice_seconds, 10, adaptive=True)
+    for start, samples, _ in adaptive:
         i = int(round(start * P.sample_rate))
         assert np.abs(samples - full[i:i + P.slice_samples]).max() < 1e-3
 

@@ -194,12 +194,13 @@ def test_float16_round_trip_precision(tmp_path, cache_path):
 
 
 @pytest.mark.parametrize("value, key", [(10, "10"), (np.int64(3), "3"), ("7", "7"),
-                                        (None, "all"), ("all", "all")])
+                                        (None, "all"), ("all", "all"), ("auto:10", "auto:10"),
+                                        ("auto:07", "auto:7")])
 def test_slices_key_forms(value, key):
     assert normalize_slices_key(value) == key
 
 
-@pytest.mark.parametrize("value", [0, -1, True, 2.5, "some"])
+@pytest.mark.parametrize("value", [0, -1, True, 2.5, "some", "auto:0", "auto:", "auto:all"])
 def test_bad_slices_keys(value):
     with pytest.raises(ValueError, match="slices_key"):
         normalize_slices_key(value)
@@ -576,3 +577,17 @@ def test_module_imports_neither_torch_nor_av():
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     assert cache_mod.__doc__ and "10 000 tracks" in cache_mod.__doc__
+
+
+def test_a_lookup_may_accept_several_slice_settings(tmp_path, cache_path):
+    """An adaptive analysis may be read where a fixed one is asked for, not the reverse."""
+    song = track(tmp_path, "a.mp3")
+    with EmbeddingCache(cache_path, backbone_sha256=SHA) as cache:
+        assert put(cache, song, emb(4), slices_key="auto:10")
+        assert cache.get(song, slices_key=10) is None
+        hit = cache.get(song, slices_key=("auto:10", 10))
+        assert hit is not None and hit.slices_key == "auto:10" and hit.n_slices == 4
+        assert put(cache, song, emb(10), slices_key=10)  # replaces the row: one per file
+        assert len(cache) == 1
+        assert cache.get(song, slices_key=("auto:10", "10")).slices_key == "10"
+        assert cache.get(song, slices_key=("auto:5", 5)) is None

@@ -124,7 +124,8 @@ def test_defaults_are_the_documented_ones():
     assert defaults() == {
         "auto": True, "vocabulary": "genres", "personal_model": "", "canonical": False,
         "count": 1, "min_confidence": None, "overwrite": False, "force": False,
-        "album_consistent": False, "max_slices": 10, "jobs": 1, "timeout": 120.0,
+        "album_consistent": False, "max_slices": 10, "adaptive": True, "jobs": 1,
+        "timeout": 120.0,
         "genre_map": DEFAULT_GENRE_MAP}
     settings, problems = read_settings(defaults())
     assert problems == [] and settings == Settings()
@@ -141,6 +142,7 @@ def test_defaults_are_the_documented_ones():
     ({"timeout": -1}, "genretag.timeout must be above 0, not -1"),
     ({"max_slices": 0}, "genretag.max_slices must be at least 1, not 0"),
     ({"overwrite": 1}, "genretag.overwrite must be yes or no, not 1"),
+    ({"adaptive": "sometimes"}, "genretag.adaptive must be yes or no, not 'sometimes'"),
     ({"genre_map": ["Jazz"]}, "genretag.genre_map must map model classes to names, not ['Jazz']"),
     ({"genre_map": {"jazz": 3}}, "genretag.genre_map jazz: the name must be text, not 3"),
 ])
@@ -158,7 +160,7 @@ def test_warnings_for_unknown_options_and_classes():
     values = {**defaults(), "forse": True, "genre_map": {**DEFAULT_GENRE_MAP, "disko": "X"}}
     assert config_warnings(values, CLASSES) == [
         "genretag.forse is not an option of this plugin; it is ignored (options: "
-        "album_consistent, auto, canonical, count, force, genre_map, jobs, max_slices, "
+        "adaptive, album_consistent, auto, canonical, count, force, genre_map, jobs, max_slices, "
         "min_confidence, overwrite, personal_model, timeout, vocabulary)",
         "genretag.genre_map: 'disko' is not a class of the model; it is ignored (classes: "
         + ", ".join(CLASSES) + ")"]

@@ -108,6 +108,7 @@ class Settings:
     force: bool = option(False, boolean)                 # lastgenre's name for `overwrite`
     album_consistent: bool = option(False, boolean)      # tracks get their album's genres
     max_slices: int = option(10, integer(1))             # 3-s slices analysed per track
+    adaptive: bool = option(True, boolean)               # stop a track early once clear
     jobs: int = option(1, integer(1))                    # worker processes for `beet genretag`
     timeout: float = option(120.0, number(low=0.0, open_low=True))  # seconds per file
     genre_map: dict = option(DEFAULT_GENRE_MAP, genre_names)  # class -> name in `genres`
