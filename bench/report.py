@@ -26,6 +26,7 @@ TARGETS = {
     "rss_ratio": ("<=", 1.25),
     "throughput_ratio": (">=", 1.6),
     "tracks_per_s_j2": (">=", 8.3),
+    "lastfm_to_genres_fixed": ("<=", 1.05),
 }
 
 
@@ -122,6 +123,13 @@ def figure_rows(res: dict) -> list[dict]:
                 "(checked out beside it, runs in turn)",
                 f"{t['tracks_per_s_j2']:.2f} / {t['tracks_per_s_j2_baseline']:.2f} tracks/s",
                 None, False)
+    v = res.get("vocabularies")
+    if v:
+        w = v["median_wall_s"]
+        add("6", "lastfm_to_genres_fixed",
+            "`classify -j 2 --vocabulary lastfm` / `--fixed-slices` (genres), same slices, "
+            "whole process, median", ", ".join(f"{k} {x:.1f} s" for k, x in w.items())
+            + f" ({v['tracks']} tracks, {len(next(iter(v['runs'].values())))} runs each, in turn)")
     return rows
 
 

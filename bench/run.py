@@ -396,6 +396,28 @@ def throughput(genretag_cmd: list[str], tracks_dir: Path, n_tracks: int, runs: i
     return res
 
 
+def vocabularies(genretag_cmd: list[str], tracks_dir: Path, n_tracks: int, runs: int) -> dict:
+    """Whole-process ``classify -j 2`` with each vocabulary, in turn: the ``lastfm`` tags
+    come from the same backbone pass as the genre head's scores, so with the same slices
+    (``--fixed-slices``) the two cost the same; the adaptive default reads fewer."""
+    variants = {"genres (--fixed-slices)": ["--fixed-slices"],
+                "lastfm": ["--vocabulary", "lastfm"],
+                "genres (adaptive, the default)": []}
+    res: dict = {"tracks": n_tracks, "runs": {k: [] for k in variants}}
+    for f in sorted(tracks_dir.iterdir()):
+        warm(f)
+    for _ in range(runs):
+        for name, extra in variants.items():
+            r = run_child(genretag_cmd + ["classify", "-j", "2", "--no-cache", *extra,
+                                          str(tracks_dir)])
+            print(f"  {name}: {r['wall_s']:.1f} s, CPU {r['cpu_s']:.0f} s (rc {r['rc']})",
+                  flush=True)
+            res["runs"][name].append(r)
+    res["median_wall_s"] = {k: median(r["wall_s"] for r in v) for k, v in res["runs"].items()}
+    res["median_cpu_s"] = {k: median(r["cpu_s"] for r in v) for k, v in res["runs"].items()}
+    return res
+
+
 _NOOP_PLUGIN = """from beets.plugins import BeetsPlugin
 
 
@@ -586,6 +608,10 @@ def summarize(res: dict) -> dict:
         fig["tracks_per_s_j2"] = t["tracks_per_s_j2"]
         if "tracks_per_s_j2_baseline" in t:
             fig["speedup_vs_baseline"] = t["tracks_per_s_j2"] / t["tracks_per_s_j2_baseline"]
+    v = res.get("vocabularies")
+    if v:
+        fixed, lastfm = v["median_wall_s"]["genres (--fixed-slices)"], v["median_wall_s"]["lastfm"]
+        fig["lastfm_to_genres_fixed"] = lastfm / fixed
     return fig
 
 
@@ -598,6 +624,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--beet-runs", type=int, default=21,
                    help="alternating runs per state (at least 7)")
     p.add_argument("--throughput-runs", type=int, default=3)
+    p.add_argument("--update", action="store_true",
+                   help="keep the other phases' results already in --json (with --only)")
     p.add_argument("--baseline", default=None, metavar="DIR",
                    help="a checkout of earlier genretag code (e.g. `git worktree add DIR REV`): "
                         "its `classify -j 2` runs in turn with this code's, for the speed-up")
@@ -605,7 +633,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-long-full", action="store_true",
                    help="skip --all-slices on the 2-hour file (a few minutes)")
     p.add_argument("--only", default="all",
-                   help="comma list of: tracks,memory,throughput,beets,profile (default all)")
+                   help="comma list of: tracks,memory,throughput,vocabularies,beets,profile "
+                        "(default all)")
     args = p.parse_args(argv)
 
     corpus = Path(args.corpus)
@@ -616,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit:
         tracks = tracks[:args.limit]
     only = set(args.only.split(",")) if args.only != "all" else \
-        {"tracks", "memory", "throughput", "beets", "profile"}
+        {"tracks", "memory", "throughput", "vocabularies", "beets", "profile"}
 
     from genretag.model import load_model
 
@@ -665,15 +694,27 @@ def main(argv: list[str] | None = None) -> int:
             res["throughput"] = throughput(genretag_cmd, tdir, len(tracks), args.throughput_runs,
                                            Path(args.baseline) if args.baseline else None)
         res["loads"]["throughput"] = lm.result
+    if "vocabularies" in only:
+        print("vocabularies (genretag classify -j 2, each vocabulary):", flush=True)
+        with LoadMeter() as lm:
+            res["vocabularies"] = vocabularies(genretag_cmd, corpus / "tracks", len(tracks),
+                                               args.throughput_runs)
+        res["loads"]["vocabularies"] = lm.result
     if "beets" in only:
         print("beets start-up (plugin off / on):", flush=True)
         with LoadMeter() as lm:
             res["beets"] = beets_startup(tracks[:8], max(7, args.beet_runs))
         res["loads"]["beets"] = lm.result
     res["total_s"] = time.time() - t_start
+    out = Path(args.json)
+    if args.update and out.is_file():  # the earlier run's phases, with this run's on top
+        old = json.loads(out.read_text(encoding="utf-8"))
+        old.setdefault("loads", {}).update(res.pop("loads"))
+        res = {**old, **{k: v for k, v in res.items()
+                         if k in only | {"per_track", "warmup", "profile"} and k in res},
+               "updated": res["started"]}
     res["figures"] = summarize(res)
 
-    out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
     sys.path.insert(0, str(BENCH))

@@ -63,7 +63,7 @@ def replaced_atomically(path: str) -> Iterator[str]:
             os.chown(tmp, st.st_uid, st.st_gid)
         yield tmp
         try:
-            _fsync(tmp)
+            fsync_path(tmp)
             os.replace(tmp, target)
         except OSError as exc:
             raise FileWriteError(path, exc.strerror or str(exc)) from exc
@@ -72,10 +72,11 @@ def replaced_atomically(path: str) -> Iterator[str]:
             os.remove(tmp)
         raise
     with suppress(OSError):  # make the rename durable; not every file system can
-        _fsync(os.path.dirname(target))
+        fsync_path(os.path.dirname(target))
 
 
-def _fsync(path: str) -> None:
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush a file (or a directory's entries) to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -34,6 +34,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from . import defaults
+from .atomic import fsync_path
 from .errors import GenretagError
 
 #: One item to learn from: ``(path, genres in the item's order, artist or None)``.
@@ -681,21 +682,13 @@ def write_personal_model(out_dir: str | os.PathLike, head, classes: Sequence[str
         (tmp / CARD_NAME).write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n",
                                      encoding="utf-8")
         for name in (HEAD_FILE, CARD_NAME):
-            _fsync(tmp / name)
+            fsync_path(tmp / name)
         os.chmod(tmp, 0o755)
         _swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return card
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _swap_in(tmp: Path, out: Path) -> None:
@@ -712,7 +705,7 @@ def _swap_in(tmp: Path, out: Path) -> None:
             raise
         shutil.rmtree(old, ignore_errors=True)
     try:
-        _fsync(out.parent)
+        fsync_path(out.parent)
     except OSError:
         pass  # not every file system can sync a directory
 

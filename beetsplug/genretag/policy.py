@@ -24,9 +24,6 @@ Group = tuple["Album | None", "list[Item]"]
 #: ``genretag_genre`` of an item whose audio is silent: analysed, no genre to hear.
 SILENT = "silence"
 
-#: The start of the core's reason for a silent file (``genretag.predict``).
-SILENT_REASON = "the audio is silent"
-
 
 def format_probs(probs: Distribution) -> str:
     """``"blues:0.12 classical:0.01 …"``: the distribution as one queryable string."""
@@ -92,14 +89,9 @@ def silent_fields(model_id: str) -> dict[str, Any]:
 
 
 def is_silent(result: Any) -> bool:
-    """Whether a classification result means "analysed, the audio is silent".
-
-    The core reports that as a ``TrackPrediction`` with ``silent`` set (earlier
-    versions: a ``Failure`` whose reason starts with :data:`SILENT_REASON`).
-    """
-    if getattr(result, "silent", False):
-        return True
-    return str(getattr(result, "error", "")).startswith(SILENT_REASON)
+    """Whether a classification result means "analysed, the audio is silent": a
+    ``TrackPrediction`` with ``silent`` set (a ``Failure`` never is)."""
+    return bool(getattr(result, "silent", False))
 
 
 def genretag_set(obj: Item | Album, settings: Settings) -> list[str] | None:
