@@ -117,8 +117,20 @@ def figure_rows(res: dict) -> list[dict]:
             f"(best of {len(t['runs']['1'])} runs, {t['tracks']} tracks)")
         add("5b", "tracks_per_s_j2", "tracks/s, `classify -j 2` on the corpus (whole process, "
             "start-up included)", f"{t['tracks']} tracks in {t['best_wall_s_j2']:.1f} s")
+        if "steady_tracks_per_s_j2" in t:
+            add("5c", "steady_tracks_per_s_j2",
+                f"tracks/s, `classify -j 2`, steady rate: (n - {t['small_tracks']}) / (wall of n "
+                f"tracks - wall of the first {t['small_tracks']}), medians",
+                f"start-up about {t['startup_s_j2']:.1f} s; 10 000 tracks would take about "
+                f"{(t['startup_s_j2'] + 10000 / t['steady_tracks_per_s_j2']) / 60:.0f} min "
+                "(extrapolated)", "tracks_per_s_j2", False)
+        if "steady_tracks_per_s_j2_baseline" in t:
+            add("5d", "steady_speedup_vs_baseline",
+                f"steady rate / the same with the code of {t['baseline']['commit']}",
+                f"{t['steady_tracks_per_s_j2']:.2f} / {t['steady_tracks_per_s_j2_baseline']:.2f} "
+                "tracks/s", None, False)
         if "tracks_per_s_j2_baseline" in t:
-            add("5c", "speedup_vs_baseline",
+            add("5e", "speedup_vs_baseline",
                 f"`-j 2` tracks/s / the same with the code of {t['baseline']['commit']} "
                 "(checked out beside it, runs in turn)",
                 f"{t['tracks_per_s_j2']:.2f} / {t['tracks_per_s_j2_baseline']:.2f} tracks/s",

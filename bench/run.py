@@ -118,14 +118,14 @@ with open(sys.argv[1], "w") as fh:
 """
 
 
-def run_child(cmd: list[str], *, env: dict | None = None) -> dict:
+def run_child(cmd: list[str], *, env: dict | None = None, cwd: Path | None = None) -> dict:
     """Run ``cmd`` from a fresh launcher: wall time, peak RSS (largest process in its tree,
     ``ru_maxrss`` from ``os.wait4``), CPU time, and the CPU other processes used meanwhile."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             tempfile.NamedTemporaryFile(suffix=".json") as rep:
         busy0, t0 = _system_busy_s(), time.perf_counter()
         subprocess.run([sys.executable, "-I", "-c", _LAUNCHER, rep.name, *cmd], stdout=out,
-                       stderr=err, stdin=subprocess.DEVNULL, env=env, check=True)
+                       stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=cwd, check=True)
         outer_wall = time.perf_counter() - t0
         busy = _system_busy_s() - busy0
         r = json.loads(Path(rep.name).read_text())
@@ -367,24 +367,40 @@ def memory(genretag_cmd: list[str], three_min: Path, long: Path, args) -> dict:
     return res
 
 
+#: Tracks of the small runs that split a whole-process time into start-up and steady rate.
+SMALL_RUN = 4
+
+
 def throughput(genretag_cmd: list[str], tracks_dir: Path, n_tracks: int, runs: int,
                baseline: Path | None = None) -> dict:
     """Whole-process runs of ``classify -j 1`` and ``-j 2``, interleaved; with ``baseline``
-    (a checkout of earlier code) also that code's ``-j 2`` on the same files, in turn."""
-    res: dict = {"tracks": n_tracks, "runs": {"1": [], "2": []}}
-    variants = [("1", genretag_cmd, None), ("2", genretag_cmd, None)]
+    (a checkout of earlier code) also that code's ``-j 2`` on the same files, in turn.
+
+    ``-j 2`` also runs on the first :data:`SMALL_RUN` tracks: the difference of the medians
+    gives the steady rate, ``(n - SMALL_RUN) / (wall(n) - wall(SMALL_RUN))``, what a library
+    of thousands of tracks sees once the workers have started."""
+    small = Path(tempfile.mkdtemp(prefix="genretag-bench-small-"))
+    for f in sorted(tracks_dir.iterdir())[:SMALL_RUN]:
+        os.symlink(f.resolve(), small / f.name)
+    variants = [("1", genretag_cmd, None, None, tracks_dir),
+                ("2", genretag_cmd, None, None, tracks_dir),
+                ("2_small", genretag_cmd, None, None, small)]
+    res: dict = {"tracks": n_tracks, "small_tracks": SMALL_RUN}
     if baseline is not None:
+        # its own folder first on sys.path (``-m`` puts the working directory there)
         env = {**os.environ, "PYTHONPATH": str(baseline.resolve())}
         res["baseline"] = {"dir": str(baseline), "commit": _git_commit(baseline)}
-        res["runs"]["2_baseline"] = []
-        variants.append(("2_baseline", [sys.executable, "-m", "genretag.cli"], env))
+        base = [sys.executable, "-m", "genretag.cli"]
+        variants += [("2_baseline", base, env, baseline, tracks_dir),
+                     ("2_small_baseline", base, env, baseline, small)]
+    res["runs"] = {v[0]: [] for v in variants}
     for f in sorted(tracks_dir.iterdir()):
         warm(f)
     for _ in range(runs):
-        for jobs, cmd, env in variants:
-            r = run_child(cmd + ["classify", "-j", jobs[0], "--no-cache", str(tracks_dir)],
-                          env=env)
-            r["tracks_per_s"] = n_tracks / r["wall_s"]
+        for jobs, cmd, env, cwd, folder in variants:
+            r = run_child(cmd + ["classify", "-j", jobs[0], "--no-cache", str(folder)],
+                          env=env, cwd=cwd)
+            r["tracks_per_s"] = (SMALL_RUN if "small" in jobs else n_tracks) / r["wall_s"]
             print(f"  -j {jobs}: {r['wall_s']:.1f} s, {r['tracks_per_s']:.2f} tracks/s, "
                   f"CPU {r['cpu_s']:.0f} s, other processes {r['other_processes_cores']:.2f} "
                   f"cores (rc {r['rc']}, {r['stdout_lines']} lines)", flush=True)
@@ -392,7 +408,15 @@ def throughput(genretag_cmd: list[str], tracks_dir: Path, n_tracks: int, runs: i
     for jobs in res["runs"]:
         best = min(r["wall_s"] for r in res["runs"][jobs])
         res[f"best_wall_s_j{jobs}"] = best
-        res[f"tracks_per_s_j{jobs}"] = n_tracks / best
+        res[f"tracks_per_s_j{jobs}"] = (SMALL_RUN if "small" in jobs else n_tracks) / best
+    for suffix in ("", "_baseline"):
+        if f"2_small{suffix}" in res["runs"]:
+            big = median(r["wall_s"] for r in res["runs"][f"2{suffix}"])
+            little = median(r["wall_s"] for r in res["runs"][f"2_small{suffix}"])
+            res[f"steady_tracks_per_s_j2{suffix}"] = (n_tracks - SMALL_RUN) / (big - little)
+            res[f"startup_s_j2{suffix}"] = little - SMALL_RUN * (big - little) / (
+                n_tracks - SMALL_RUN)
+    shutil.rmtree(small, ignore_errors=True)
     return res
 
 
@@ -606,8 +630,13 @@ def summarize(res: dict) -> dict:
     if t:
         fig["throughput_ratio"] = t["tracks_per_s_j2"] / t["tracks_per_s_j1"]
         fig["tracks_per_s_j2"] = t["tracks_per_s_j2"]
+        if "steady_tracks_per_s_j2" in t:
+            fig["steady_tracks_per_s_j2"] = t["steady_tracks_per_s_j2"]
         if "tracks_per_s_j2_baseline" in t:
             fig["speedup_vs_baseline"] = t["tracks_per_s_j2"] / t["tracks_per_s_j2_baseline"]
+        if "steady_tracks_per_s_j2_baseline" in t:
+            fig["steady_speedup_vs_baseline"] = (t["steady_tracks_per_s_j2"]
+                                                 / t["steady_tracks_per_s_j2_baseline"])
     v = res.get("vocabularies")
     if v:
         fixed, lastfm = v["median_wall_s"]["genres (--fixed-slices)"], v["median_wall_s"]["lastfm"]

@@ -68,6 +68,11 @@ def test_agreement_is_stored_and_queryable_and_the_overview_lists_doubts(lib, tm
     # Only the items matching the query.
     out = lib.run("genretag", "--stats", "title:Song 3").stdout.splitlines()
     assert out[0] == "1 item with a predicted genre"
+    # With -a, the tracks of the matching albums.
+    assert lib.run("genretag", "--stats", "-a", "album:Album").stdout.splitlines() == \
+        lib.run("genretag", "--stats").stdout.splitlines()
+    out = lib.run("genretag", "--stats", "-a", "album:Other").stdout.splitlines()
+    assert out == ["0 items with a predicted genre"]
 
 
 def test_stats_before_tagging_and_the_plot(lib, tmp_path):

@@ -142,7 +142,7 @@ class GenretagPlugin(BeetsPlugin):
         if opts.plot is not None and not opts.stats:
             raise ui.UserError("--plot draws the overview of --stats: use both")
         if opts.stats:
-            self.show_stats(lib, args, plot=opts.plot)
+            self.show_stats(lib, args, plot=opts.plot, album=opts.album)
             return
         if opts.learn:
             self.learn(lib, args)
@@ -218,16 +218,21 @@ class GenretagPlugin(BeetsPlugin):
         ui.print_(f"genretag: saved {card['model_id']} ({len(card['classes'])} genres) in "
                   f"{out_dir}; tag with it: set `vocabulary: personal`, then `beet genretag`")
 
-    def show_stats(self, lib: Library, query: list[str], *, plot: str | None = None) -> None:
-        """``beet genretag --stats [--plot OUT.png] [QUERY]``: print (and draw) the overview
-        of the matching items' stored predictions. Loads no model and changes nothing."""
+    def show_stats(self, lib: Library, query: list[str], *, plot: str | None = None,
+                   album: bool = False) -> None:
+        """``beet genretag --stats [-a] [--plot OUT.png] [QUERY]``: print (and draw) the
+        overview of the matching items' stored predictions (with ``-a``: of the tracks of
+        the matching albums). Loads no model and changes nothing."""
         from . import stats
 
-        overview, labels = stats.library_stats(lib.items(query), self.settings,
+        items = ([i for a in lib.albums(query) for i in a.items()] if album
+                 else lib.items(query))
+        overview, labels = stats.library_stats(items, self.settings,
                                                _model_classes(self.settings))
         ui.print_(stats.report(overview, labels))
         if plot is not None:
-            title = "genretag: " + (" ".join(query) or "the whole library")
+            title = "genretag: " + (" ".join(query) or "the whole library") \
+                + (" (albums)" if album else "")
             try:
                 path = stats.draw(overview, Path(plot), title)
             except OSError as exc:
