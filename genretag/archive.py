@@ -165,8 +165,10 @@ class _Classifier:
         import torch
 
         from genretag import load_model
+        from genretag.workers import keep_buffers
 
         torch.set_num_threads(1)
+        keep_buffers()  # as the CLI's workers do
         self.out_dir = Path(out_dir)
         # Held while this process lives: a later job waits for it before reading DIR.
         self._writer_lock = open(self.out_dir / _WRITER_LOCK, "a")

@@ -44,7 +44,7 @@ def _die_with_parent() -> None:
             pass  # the parent check between tasks still applies
 
 
-def _keep_buffers() -> None:
+def keep_buffers() -> None:
     """Ask glibc to keep the network's activation buffers (10-20 MB) between batches.
 
     By default each batch returns them to the OS and faults them in again; keeping
@@ -66,7 +66,7 @@ def _keep_buffers() -> None:
 def _worker(worker_id, model_args, max_slices, adaptive, cache_path, tasks, results) -> None:
     """Load the model, say so, then classify ``(index, path)`` tasks until ``None``."""
     _die_with_parent()
-    _keep_buffers()
+    keep_buffers()
     import torch
 
     from .classify import classify_files
