@@ -199,6 +199,15 @@ def run_ray_cold(files: list[Path], chunk: int, scratch: Path):
 COLD = "ray cold (own local instance, 2 actors)"
 
 
+def _corpus_name(corpus: Path) -> str:
+    """How the results name the corpus: relative to the repository when inside it, else
+    by its last two folders (no machine's paths in the repository)."""
+    try:
+        return str(corpus.resolve().relative_to(REPO))
+    except ValueError:
+        return "…/" + "/".join(corpus.resolve().parts[-2:])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, help="folder of audio files")
@@ -289,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             lambda x: x["ray 2 actors"]["big"]["wall_s"] / x["cli -j 2"]["big"]["wall_s"]) - 1,
     })
     result = {"started": started, "minutes": round((time.monotonic() - t_start) / 60, 1),
-              "files": n_big, "small": n_small, "corpus": os.path.relpath(corpus, REPO),
+              "files": n_big, "small": n_small, "corpus": _corpus_name(corpus),
               "chunk": args.chunk, "ray": ray.__version__, "python": platform.python_version(),
               "cores": os.cpu_count(), "rounds": rounds,
               "summary": {k: round(v, 3) for k, v in summary.items()}}
@@ -316,8 +325,9 @@ def report(res: dict, names: list[str]) -> str:
         "## Reproduce", "", "```sh", "pip install -e '.[test]'",
         "python bench/ray_bench.py   # --corpus DIR, --n, --small, --rounds, --chunk", "```", "",
         f"Run started {res['started']}, took {res['minutes']} min; {res['files']} and "
-        f"{res['small']} files from `{res['corpus']}` (60-s synthetic tracks unless a corpus "
-        f"is given), {res['chunk']} paths per Ray task; Ray {res['ray']}, Python "
+        f"{res['small']} files from `{res['corpus']}` (`bench/out/ray_corpus`: 60-s "
+        f"synthetic tracks; else the corpus given), {res['chunk']} paths per Ray task; "
+        f"Ray {res['ray']}, Python "
         f"{res['python']}, {res['cores']} cores.", "",
         "## Figures", "",
         "| figure | per track, from CPU time | per track, from wall time | whole run, wall "

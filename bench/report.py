@@ -268,21 +268,23 @@ def render(res: dict, acc: dict | None, acc_path: Path) -> str:
             else "")],
         ["run started", res["started"]],
         ["run took", f"{res.get('total_s', 0) / 60:.1f} min"],
-    ])
+    ] + ([["phases rerun (`--update`)",
+           f"{', '.join(res['updated']['phases'])}: {res['updated']['started']}, commit "
+           f"{res['updated']['commit']}"]] if isinstance(res.get("updated"), dict) else []))
     out += ["", "## Figures", ""]
     rows = figure_rows(res)
     out += _md_table(["#", "figure", "value", "target", "", "absolute numbers"],
                      [[r["no"], r["label"], f"{r['value']:.2f}", r["target"],
                        f"**{_verdict(r['pass'])}**" if r["headline"] else _verdict(r["pass"]),
                        r["absolute"]] for r in rows])
-    out += ["", "Rows with a number only (1, 2, 3, 4, 5) are the issue's figures; the lettered "
+    out += ["", "Rows with a number only (1-6) are the issues' figures; the lettered "
                 "rows are the same measurement under another setting, checked against the same "
                 "target for information.", ""]
     if fig.get("ratio_tag_to_decode_by_format"):
         out += ["Tagging / decode floor by format (median): " + ", ".join(
             f"{k} {v:.2f}" for k, v in fig["ratio_tag_to_decode_by_format"].items()) + ".", ""]
     if "agreement_default_vs_all" in fig:
-        out += [f"Default (10 slices) and full-track analysis give the same top genre on "
+        out += [f"Default (adaptive, up to 10 slices) and full-track analysis give the same top genre on "
                 f"{100 * fig['agreement_default_vs_all']:.0f} % of the corpus tracks (median L1 "
                 f"distance between the two distributions {fig['median_probs_l1_default_vs_all']:.3f})"
                 + (f"; the seed pipeline agrees with genretag's full-track answer on "
@@ -314,7 +316,16 @@ def render(res: dict, acc: dict | None, acc_path: Path) -> str:
             "4. `ru_maxrss` from `os.wait4` of `genretag classify -j 1 FILE`: the largest "
             "process in its tree (the worker that holds torch and the model).",
             "5. Wall time of the whole `genretag classify -j N bench/corpus/tracks` process, "
-            "start-up and model load included; best of the runs.", ""]
+            "start-up and model load included; best of the runs. 5c: the same command on the "
+            "first 4 tracks, in turn with the others; the difference of the median times gives "
+            "the rate once the workers run (what a library of thousands of tracks sees) and "
+            "the start-up. 5d/5e: the code of an earlier commit (`--baseline DIR`, a checkout "
+            "beside this one, run with its own folder first on `sys.path`) on the same files, "
+            "in turn.",
+            "6. `classify -j 2 --no-cache` with `--fixed-slices` (genre head) and with "
+            "`--vocabulary lastfm` (which always reads every planned slice), whole process, "
+            "in turn, median: the tag layer costs nothing over the genre head, because both "
+            "read the same backbone pass.", ""]
     loads = res.get("loads", {})
     if loads:
         out += ["### Load from other processes during the run", "",
@@ -385,7 +396,9 @@ def adaptive_section(path: Path) -> list[str]:
             "held-out accuracy under 5 artist-grouped folds over both collections (part (c) of "
             "the validation protocol), the stop decided by the held-out head itself. Second: "
             "the shipped model through `classify_file` on every clip, decoding the files "
-            "(agreement, not accuracy: the shipped model was fitted on these clips).", "",
+            "(agreement, not accuracy: the shipped model was fitted on these clips); "
+            "its times per clip come from whatever load the machine had then: read them as a "
+            "ratio.", "",
             report(data.get("protocol"), data.get("pipeline")), ""]
 
 

@@ -741,7 +741,8 @@ def main(argv: list[str] | None = None) -> int:
         old.setdefault("loads", {}).update(res.pop("loads"))
         res = {**old, **{k: v for k, v in res.items()
                          if k in only | {"per_track", "warmup", "profile"} and k in res},
-               "updated": res["started"]}
+               "updated": {"started": res["started"], "phases": sorted(only),
+                           "commit": _git_commit(REPO)}}
     res["figures"] = summarize(res)
 
     out.parent.mkdir(parents=True, exist_ok=True)
