@@ -11,8 +11,8 @@
   genre, drawn with a fixed seed), classified as ``beet genretag`` does (at most ten spread
   slices), with each collection's label standing in for the user-set genre.
 
-Note that the shipped head was trained on these GTZAN clips, so their agreement is
-optimistic; the Emotify clips are unseen.
+Note that the shipped genre head was trained on these clips (both collections), so the
+agreement it shows is optimistic.
 """
 from __future__ import annotations
 
