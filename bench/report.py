@@ -268,9 +268,10 @@ def render(res: dict, acc: dict | None, acc_path: Path) -> str:
             else "")],
         ["run started", res["started"]],
         ["run took", f"{res.get('total_s', 0) / 60:.1f} min"],
-    ] + ([["phases rerun (`--update`)",
-           f"{', '.join(res['updated']['phases'])}: {res['updated']['started']}, commit "
-           f"{res['updated']['commit']}"]] if isinstance(res.get("updated"), dict) else []))
+    ] + [["phases rerun (`--update`)",
+           f"{', '.join(u['phases'])}: {u['started']}, commit {u['commit']}"]
+         for u in (res.get("updated") if isinstance(res.get("updated"), list)
+                   else [res["updated"]] if isinstance(res.get("updated"), dict) else [])])
     out += ["", "## Figures", ""]
     rows = figure_rows(res)
     out += _md_table(["#", "figure", "value", "target", "", "absolute numbers"],

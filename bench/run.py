@@ -520,6 +520,11 @@ def beets_startup(tracks: list[Path], runs: int) -> dict:
 
 # ---------------------------------------------------------------- machine
 
+def _as_list(updated) -> list:
+    """Earlier ``--update`` records of a results file (one dict in older files)."""
+    return updated if isinstance(updated, list) else [updated] if updated else []
+
+
 def _git_commit(folder: Path) -> str | None:
     git = subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"],
                          capture_output=True, text=True)
@@ -741,8 +746,9 @@ def main(argv: list[str] | None = None) -> int:
         old.setdefault("loads", {}).update(res.pop("loads"))
         res = {**old, **{k: v for k, v in res.items()
                          if k in only | {"per_track", "warmup", "profile"} and k in res},
-               "updated": {"started": res["started"], "phases": sorted(only),
-                           "commit": _git_commit(REPO)}}
+               "updated": [*_as_list(old.get("updated")),
+                           {"started": res["started"], "phases": sorted(only),
+                            "commit": _git_commit(REPO)}]}
     res["figures"] = summarize(res)
 
     out.parent.mkdir(parents=True, exist_ok=True)
