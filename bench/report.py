@@ -278,6 +278,9 @@ def render(res: dict, acc: dict | None, acc_path: Path) -> str:
                      [[r["no"], r["label"], f"{r['value']:.2f}", r["target"],
                        f"**{_verdict(r['pass'])}**" if r["headline"] else _verdict(r["pass"]),
                        r["absolute"]] for r in rows])
+    if (BENCH / "LIBRARY_RUN.md").is_file():
+        out += ["", "A whole-library run of 10 000 tracks, measured separately: "
+                    "[LIBRARY_RUN.md](LIBRARY_RUN.md)."]
     out += ["", "Rows with a number only (1-6) are the issues' figures; the lettered "
                 "rows are the same measurement under another setting, checked against the same "
                 "target for information.", ""]
