@@ -53,16 +53,12 @@ def heldout_slice_probs(data_dirs: list[Path], cache_dir: Path):
 
 
 def adaptive_stop(scores: np.ndarray, order: list[int]) -> int:
-    """Slices an adaptive analysis reads, given every planned slice's scores ``[k, C]``."""
-    from genretag import defaults
+    """Slices an adaptive analysis reads, given every planned slice's scores ``[k, C]``
+    (the library's schedule and rule: ``model.is_check`` and ``model.leads``)."""
+    from genretag.model import is_check, leads
 
-    check = defaults.FIRST_CHECK
-    while check < len(order):
-        top = np.sort(scores[order[:check]].mean(axis=0))[::-1]
-        if top[0] - top[1] >= defaults.SETTLED_MARGIN:
-            return check
-        check += defaults.CHECK_EVERY
-    return len(order)
+    return next((n for n in range(1, len(order))
+                 if is_check(n) and leads(scores[order[:n]].mean(axis=0))), len(order))
 
 
 def protocol_part(data_dirs: list[Path], cache_dir: Path) -> list[dict]:

@@ -162,13 +162,10 @@ class _Classifier:
     """A Ray actor: loads the model once, then classifies one chunk of paths per call."""
 
     def __init__(self, out_dir: str, model_args: dict, slicing: dict, model_id: str):
-        import torch
-
         from genretag import load_model
-        from genretag.workers import keep_buffers
+        from genretag.workers import set_up_worker
 
-        torch.set_num_threads(1)
-        keep_buffers()  # as the CLI's workers do
+        set_up_worker()  # as the CLI's workers do
         self.out_dir = Path(out_dir)
         # Held while this process lives: a later job waits for it before reading DIR.
         self._writer_lock = open(self.out_dir / _WRITER_LOCK, "a")

@@ -7,7 +7,8 @@
 
 ``classify_file`` does both for one file, ``classify_files`` for many with one
 model. By default the analysis is adaptive: it stops reading slices once the model's
-head is sure of the genre (:meth:`genretag.model.GenreModel.settled`). Training, evaluation and the bench use :func:`aggregate` for the mean.
+head is sure of the genre (:meth:`genretag.model.GenreModel.settled`). Training,
+evaluation and the bench use :func:`aggregate` for the mean.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from . import defaults
 from .audio import iter_slices, spread_indices
 from .backbone import EMBEDDING_DIM
 from .errors import AudioError, PathError
-from .model import GenreModel, load_model
+from .model import GenreModel, is_check, load_model
 from .result import Failure, SliceResult, TrackPrediction
 
 
@@ -62,7 +63,7 @@ def analyse_file(path: str | os.PathLike, backbone, *,
     feats = backbone.features
     adaptive = settled is not None and max_slices is not None
     starts, batch, parts, padded, peak = [], [], [], False, 0.0
-    check, stopped_early = defaults.FIRST_CHECK, False
+    stopped_early = False
     for start_s, samples, was_padded in iter_slices(path, feats.sample_rate, feats.slice_samples,
                                                     max_slices=max_slices, adaptive=adaptive):
         if not np.isfinite(samples).all():
@@ -71,15 +72,13 @@ def analyse_file(path: str | os.PathLike, backbone, *,
         starts.append(start_s)
         batch.append(samples)
         padded = padded or was_padded
-        at_check = adaptive and len(starts) == check
+        at_check = adaptive and is_check(len(starts))
         if len(batch) == defaults.BATCH_SIZE or at_check:
             parts.append(_rounded(backbone.embed(np.stack(batch))))
             batch = []
-        if at_check:
-            check += defaults.CHECK_EVERY
-            if peak >= defaults.SILENCE_PEAK and settled(np.concatenate(parts)):
-                stopped_early = True  # (a break ends the reading: the generator is closed)
-                break
+        if at_check and peak >= defaults.SILENCE_PEAK and settled(np.concatenate(parts)):
+            stopped_early = True  # (a break ends the reading: the generator is closed)
+            break
     if batch:
         parts.append(_rounded(backbone.embed(np.stack(batch))))
     embedding = np.concatenate(parts)

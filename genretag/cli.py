@@ -83,7 +83,8 @@ def cmd_classify(args) -> int:
         results = classify_parallel(files, jobs=args.jobs or os.cpu_count() or 1,
                                     weights_dir=args.weights,
                                     vocabulary=args.vocabulary, max_slices=max_slices,
-                                    adaptive=not args.fixed_slices, timeout_s=args.timeout, precision=args.precision,
+                                    adaptive=not args.fixed_slices, timeout_s=args.timeout,
+                                    precision=args.precision,
                                     cache_path=_cache_path(args))
         plots = None
         if args.plot:

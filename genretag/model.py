@@ -169,6 +169,23 @@ def load_frozen(module, state: dict, what: str):
     return module
 
 
+def leads(mean_scores: np.ndarray) -> bool:
+    """The adaptive analysis' stopping rule on a track's mean scores ``[C]``: the best
+    class leads the second by at least :data:`~genretag.defaults.SETTLED_MARGIN`."""
+    if len(mean_scores) < 2:
+        return True
+    top = np.sort(mean_scores)[::-1]
+    return bool(top[0] - top[1] >= defaults.SETTLED_MARGIN)
+
+
+def is_check(n_read: int) -> bool:
+    """Whether an adaptive analysis asks :meth:`GenreModel.settled` after ``n_read``
+    slices: after :data:`~genretag.defaults.FIRST_CHECK`, then every
+    :data:`~genretag.defaults.CHECK_EVERY`."""
+    return n_read >= defaults.FIRST_CHECK and \
+        (n_read - defaults.FIRST_CHECK) % defaults.CHECK_EVERY == 0
+
+
 @dataclass
 class GenreModel:
     """The backbone and one head, with what is needed to use them correctly."""
@@ -214,11 +231,7 @@ class GenreModel:
         """Whether the slices analysed so far (embeddings ``[n, 1506]``) decide the track:
         in the mean of their scores, the best class leads the second by at least
         :data:`~genretag.defaults.SETTLED_MARGIN`."""
-        mean = self.scores(embedding).mean(axis=0)
-        if len(mean) < 2:
-            return True
-        top = np.sort(mean)[::-1]
-        return bool(top[0] - top[1] >= defaults.SETTLED_MARGIN)
+        return leads(self.scores(embedding).mean(axis=0))
 
     def scores(self, embedding: np.ndarray) -> np.ndarray:
         """Head scores per slice, ``[n, n_classes]`` float64, from embeddings ``[n, 1506]``.

@@ -63,16 +63,22 @@ def keep_buffers() -> None:
             pass  # not glibc: its defaults apply
 
 
-def _worker(worker_id, model_args, max_slices, adaptive, cache_path, tasks, results) -> None:
-    """Load the model, say so, then classify ``(index, path)`` tasks until ``None``."""
-    _die_with_parent()
+def set_up_worker() -> None:
+    """What every process that classifies on one core does first (the CLI's workers,
+    the Ray actors): torch on one thread, and :func:`keep_buffers`."""
     keep_buffers()
     import torch
 
+    torch.set_num_threads(1)
+
+
+def _worker(worker_id, model_args, max_slices, adaptive, cache_path, tasks, results) -> None:
+    """Load the model, say so, then classify ``(index, path)`` tasks until ``None``."""
+    _die_with_parent()
+    set_up_worker()
     from .classify import classify_files
     from .model import load_model
 
-    torch.set_num_threads(1)
     try:
         model = load_model(**model_args)
     except Exception as exc:  # reported to the parent, which raises it

@@ -375,7 +375,8 @@ class GenretagPlugin(BeetsPlugin):
             from genretag.workers import classify_parallel
 
             yield from classify_parallel(paths, jobs=jobs, max_slices=run.settings.max_slices,
-                                         adaptive=run.settings.adaptive, timeout_s=run.settings.timeout, weights_dir=weights,
+                                         adaptive=run.settings.adaptive,
+                                         timeout_s=run.settings.timeout, weights_dir=weights,
                                          vocabulary=vocabulary, cache_path=cache_path)
 
     def _open_cache(self, cache_path: str | None, model: GenreModel):
