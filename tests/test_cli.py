@@ -149,14 +149,41 @@ def test_silent_file_is_reported_not_failed(capsys, tmp_path):
     assert err == f"genretag: {path}: silent (peak below -80 dBFS): no genre\n"
 
 
-def test_worker_clock_starts_when_the_model_is_loaded(capsys):
-    """Loading torch and the model takes longer than 2 s here; the file itself does not."""
+def test_worker_clock_starts_when_the_model_is_loaded():
+    """A new process: importing torch and loading the model can take longer than 2 s
+    (it did here, under load); the file itself does not."""
     from .conftest import REPO
 
-    status, out, err = run(capsys, "classify", "-j", "1", "--timeout", "2", "--no-cache",
-                           REPO / "examples" / "example.mp3")
-    assert status == 0, err
-    assert out.split()[0] in CLASSES
+    proc = subprocess.run([sys.executable, "-m", "genretag.cli", "classify", "-j", "1",
+                           "--timeout", "2", "--no-cache", str(REPO / "examples" / "example.mp3")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[0] in CLASSES
+
+
+CTRL_C_WHILE_A_WORKER_STARTS = """
+import os, signal, sys, threading
+from genretag.workers import classify_parallel
+if __name__ == "__main__":
+    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+    try:
+        print(list(classify_parallel([sys.argv[1]], jobs=1)))
+    except KeyboardInterrupt:
+        print("interrupted")
+"""
+
+
+def test_ctrl_c_while_the_first_worker_starts_is_quiet(tmp_path):
+    """The first worker's start takes a second (the forkserver imports torch): a Ctrl-C
+    then interrupts the caller once the worker is kept, and the worker exits quietly
+    (cut short, it printed a FileNotFoundError traceback: its queues were gone)."""
+    from .conftest import REPO
+
+    script = tmp_path / "interrupt.py"
+    script.write_text(CTRL_C_WHILE_A_WORKER_STARTS, encoding="utf-8")
+    proc = subprocess.run([sys.executable, str(script), str(REPO / "examples" / "example.mp3")],
+                          capture_output=True, text=True, timeout=300)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "interrupted\n", "")
 
 
 @pytest.mark.parametrize("args", [(), ("--top", "0", "x.mp3"), ("--timeout", "0", "x.mp3"),
@@ -212,6 +239,30 @@ def test_cache_hit_decodes_nothing_and_gives_the_same_answer(capsys, tmp_path, a
     os.utime(song, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # now it looks edited
     status, out, err = run(capsys, "classify", "--json", "--cache", cache, song)
     assert status == 1 and "error" in json.loads(out)
+
+
+def test_a_few_cache_hits_among_new_files_are_scored_by_the_workers(capsys, tmp_path,
+                                                                   audio_files):
+    """One hit with a new file: the workers read the hit from the cache (its audio is
+    zeros now, so decoding it would not give the first answer), the parent loads no model."""
+    import os
+    import shutil
+
+    from genretag import workers
+
+    song, new, cache = tmp_path / "song.flac", tmp_path / "new.mp3", tmp_path / "cache.sqlite"
+    shutil.copy(audio_files[".flac"], song)
+    shutil.copy(audio_files[".mp3"], new)
+    first = run(capsys, "classify", "--json", "--cache", cache, song)
+    st = song.stat()
+    song.write_bytes(b"\0" * st.st_size)
+    os.utime(song, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert workers._cache_hits([str(song), str(new)], {"weights": None, "vocabulary": None,
+                                                       "precision": "fp32"},
+                               10, True, cache) == ({}, None)
+    status, out, err = run(capsys, "classify", "--json", "--cache", cache, song, new)
+    assert status == 0, err
+    assert json.loads(out.splitlines()[0]) == json.loads(first[1])
 
 
 def test_timeline_plot_one_image_per_file(capsys, tmp_path, audio_files):
