@@ -23,3 +23,9 @@ class Head(torch.nn.Module):
     def forward(self, views: dict[str, torch.Tensor]) -> torch.Tensor:
         """``views`` of ``n`` slices -> scores ``[n, n_classes]`` in 0..1."""
         raise NotImplementedError
+
+    def standardised(self, views: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The views the head :attr:`reads`, side by side and standardised with its
+        ``feat_mean`` and ``feat_std`` buffers (the training set's): ``[n, n_in]``."""
+        x = torch.cat([views[name].float() for name in self.reads], dim=1)
+        return (x - self.feat_mean) / self.feat_std

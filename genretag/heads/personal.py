@@ -47,10 +47,5 @@ class PersonalHead(Head):
         self.register_buffer("weight", torch.zeros(n_classes, n_in))
         self.register_buffer("bias", torch.zeros(n_classes))
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Concatenated views ``[n, n_in]`` -> logits ``[n, n_classes]``."""
-        return ((x - self.feat_mean) / self.feat_std) @ self.weight.T + self.bias
-
     def forward(self, views: dict[str, torch.Tensor]) -> torch.Tensor:
-        x = torch.cat([views[name] for name in self.reads], dim=1)
-        return torch.softmax(self.logits(x), dim=1)
+        return torch.softmax(self.standardised(views) @ self.weight.T + self.bias, dim=1)

@@ -44,14 +44,9 @@ class SoftmaxHead(Head):
         self.register_buffer("feat_std", torch.ones(n_in))
         self.linear = nn.Linear(n_in, n_classes + int(reject))
 
-    def features(self, views: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Standardised inputs ``[n, n_in]``: the ``inputs`` views side by side."""
-        x = torch.cat([views[v].float() for v in self.inputs], dim=1)
-        return (x - self.feat_mean) / self.feat_std
-
     def logits(self, views: dict[str, torch.Tensor]) -> torch.Tensor:
         """Uncalibrated logits ``[n, n_classes (+1 for not music)]`` (what training fits)."""
-        return self.linear(self.features(views))
+        return self.linear(self.standardised(views))
 
     def forward(self, views: dict[str, torch.Tensor]) -> torch.Tensor:
         probs = torch.softmax(self.logits(views) / self.temperature, dim=1)
