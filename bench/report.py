@@ -317,8 +317,9 @@ def render(res: dict, acc: dict | None, acc_path: Path) -> str:
             "any plugin), alternating, median. Process start-up on a loaded machine varies by "
             "tens of ms, so the fastest runs and the plugin module's own import time "
             "(in a fresh interpreter with beets imported) are shown too.",
-            "4. `ru_maxrss` from `os.wait4` of `genretag classify -j 1 FILE`: the largest "
-            "process in its tree (the worker that holds torch and the model).",
+            "4. `ru_maxrss` of `genretag classify -j 1 FILE` and every process it started, "
+            "waited for by a child subreaper: the largest process of the command (the worker "
+            "that holds torch and the model).",
             "5. Wall time of the whole `genretag classify -j N bench/corpus/tracks` process, "
             "start-up and model load included; best of the runs. 5c: the same command on the "
             "first 4 tracks, in turn with the others; the difference of the median times gives "

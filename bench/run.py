@@ -5,8 +5,8 @@
     python bench/report.py               # bench/RESULTS.md from the JSON
 
 Everything is measured in one run on the same files, with public tools only
-(``time.perf_counter``; peak RSS as ``ru_maxrss`` of a child process from
-``os.wait4``; CPU use of other processes from ``/proc/stat``):
+(``time.perf_counter``; peak RSS as ``ru_maxrss`` of a command's processes, waited
+for by a child subreaper; CPU use of other processes from ``/proc/stat``):
 
 1. per track, in this process with one loaded model: decode-only time with the
    decoder genretag uses (``genretag.audio.decode``: PyAV to 16 kHz mono, whole
@@ -105,13 +105,25 @@ def timed(fn, repeats: int = 1):
 #: Runs a command and reports its resource use. The benchmark process is large (torch,
 #: librosa, a model); a child exec'd straight from it inherits its RSS high-water mark
 #: in ``ru_maxrss`` (Linux keeps the pre-exec mm's peak), so commands are started
-#: from this small, fresh interpreter instead.
+#: from this small, fresh interpreter instead. It is a child subreaper: the command's
+#: orphans (the workers' forkserver, which outlives the command by a moment) come to it
+#: and are waited for, so CPU time and peak RSS cover every process of the command.
 _LAUNCHER = """
-import json, os, subprocess, sys, time
+import ctypes, json, os, resource, subprocess, sys, time
+try:
+    ctypes.CDLL(None).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER (Linux)
+except (OSError, AttributeError):
+    pass
 t0 = time.perf_counter()
 proc = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL)
-_, status, ru = os.wait4(proc.pid, 0)
+_, status, _ = os.wait4(proc.pid, 0)
 wall = time.perf_counter() - t0
+while True:
+    try:
+        os.wait()
+    except ChildProcessError:
+        break
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
 with open(sys.argv[1], "w") as fh:
     json.dump({"wall_s": wall, "rc": os.waitstatus_to_exitcode(status), "cpu_s": ru.ru_utime
                + ru.ru_stime, "maxrss_kb": ru.ru_maxrss}, fh)
