@@ -40,3 +40,17 @@ def pytest_configure(config):
     # The CLI's embedding cache: never the user's own during tests.
     os.environ["GENRETAG_CACHE"] = os.path.join(tempfile.mkdtemp(prefix="genretag-tests-"),
                                                 "embeddings.sqlite")
+
+
+#: The test modules that take the longest, in this order ahead of the others: the
+#: pytest-xdist workers (pytest.ini) take whole modules in collection order, so they
+#: start on these and finish at about the same time.
+LONGEST_FIRST = ("test_kill_trials.py", "test_safety.py", "test_archive.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within each module is kept

@@ -141,7 +141,11 @@ def read_tags(path: Path) -> dict[str, list[str]]:
 
 def read_genres(path: Path) -> list[str]:
     """The genre values of ``path`` as separate strings (a real multi-value)."""
-    tags = read_tags(path)
+    return genres_in(read_tags(path))
+
+
+def genres_in(tags: dict[str, list[str]]) -> list[str]:
+    """The genre values among tags read by :func:`read_tags`."""
     return next((tags[k] for k in GENRE_KEYS if k in tags), [])
 
 
@@ -261,6 +265,13 @@ SUMMARY = re.compile(
     r"(?P<failed>\d+) failed(?:, (?P<silent>\d+) silent)?(?:, (?P<albums>\d+) albums)?"
     r"(?:, (?P<singletons>\d+) singletons left out \(-a\))?"
     r"(?:, (?P<left>\d+) not done \(interrupted\))?$", re.M)
+
+
+def temp_files(root: Path) -> list[Path]:
+    """genretag's hidden temporary copies left under ``root`` (none, after any run)."""
+    from genretag.atomic import TEMP_PREFIX
+
+    return sorted(root.rglob(TEMP_PREFIX + "*"))
 
 
 def summary(output: str) -> dict[str, int]:
@@ -389,6 +400,7 @@ class InProcess:
         self.lines = _Lines()
         with self._capture() as out:
             self.helper.load_plugins()
+        _forget_field_types()
         self.load_output = out
 
     def _capture(self):
@@ -439,6 +451,19 @@ class InProcess:
     def close(self) -> None:
         self.helper.unload_plugins()
         self.helper.teardown_beets()
+        _forget_field_types()
+
+
+def _forget_field_types() -> None:
+    """Have beets compute its models' field types again, from the plugins loaded now.
+
+    beets caches ``Item._types`` in this process the first time it is read: read
+    before the plugin is loaded (``Beets.library()`` does), it would lack the
+    plugin's typed fields for good, and storing a list in ``genretag_genres`` fails.
+    """
+    from beets.util import cached_classproperty
+
+    cached_classproperty.cache.clear()
 
 
 def copy_tree(src: Path, dst: Path) -> Path:
