@@ -161,31 +161,6 @@ def test_worker_clock_starts_when_the_model_is_loaded():
     assert proc.stdout.split()[0] in CLASSES
 
 
-CTRL_C_WHILE_A_WORKER_STARTS = """
-import os, signal, sys, threading
-from genretag.workers import classify_parallel
-if __name__ == "__main__":
-    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
-    try:
-        print(list(classify_parallel([sys.argv[1]], jobs=1)))
-    except KeyboardInterrupt:
-        print("interrupted")
-"""
-
-
-def test_ctrl_c_while_the_first_worker_starts_is_quiet(tmp_path):
-    """The first worker's start takes a second (the forkserver imports torch): a Ctrl-C
-    then interrupts the caller once the worker is kept, and the worker exits quietly
-    (cut short, it printed a FileNotFoundError traceback: its queues were gone)."""
-    from .conftest import REPO
-
-    script = tmp_path / "interrupt.py"
-    script.write_text(CTRL_C_WHILE_A_WORKER_STARTS, encoding="utf-8")
-    proc = subprocess.run([sys.executable, str(script), str(REPO / "examples" / "example.mp3")],
-                          capture_output=True, text=True, timeout=300)
-    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "interrupted\n", "")
-
-
 @pytest.mark.parametrize("args", [(), ("--top", "0", "x.mp3"), ("--timeout", "0", "x.mp3"),
                                   ("--timeout", "-1", "x.mp3"), ("--jobs", "0", "x.mp3"),
                                   ("--vocabulary", "klingon", "x.mp3")])
