@@ -165,7 +165,8 @@ def classify_parallel(paths: Iterable[str | os.PathLike], *, jobs: int = 2,
 
     With ``cache_path`` (an embedding cache, see :mod:`genretag.cache`), files the cache
     holds are scored without decoding (here, or by the workers when they are few: see
-    :data:`PARENT_SCORES_FROM`), and the workers store what they analyse. Raises :class:`~genretag.errors.WeightsError` if the model cannot be loaded.
+    :data:`PARENT_SCORES_FROM`), and the workers store what they analyse. Raises
+    :class:`~genretag.errors.WeightsError` if the model cannot be loaded.
     """
     paths = [os.fspath(p) for p in paths]
     model_args = {"weights": None if weights_dir is None else os.fspath(weights_dir),
@@ -276,8 +277,9 @@ def _pool(paths: list[str], *, jobs: int, model_args: dict, max_slices, adaptive
                                  results))
         # Workers start with SIGINT blocked: Ctrl-C on a terminal reaches the whole
         # process group, and the parent alone decides how to stop. (Blocking, unlike
-        # ignoring, keeps a Ctrl-C that arrives meanwhile for the parent.) The forkserver,
-        # started here the first time, inherits the mask and so do the workers it forks.
+        # ignoring, keeps a Ctrl-C that arrives meanwhile for the parent.) Each worker
+        # blocks it again itself: a forkserver started here need not inherit the mask
+        # (multiprocessing's resource tracker unblocks SIGINT while it starts).
         mask = getattr(signal, "pthread_sigmask", None)
         with _ctrl_c_deferred():
             previous = mask(signal.SIG_BLOCK, {signal.SIGINT}) if mask else None
