@@ -32,8 +32,9 @@ setup(
         "plots": ["matplotlib>=3.6"],
         # Ray Data takes actor retry options only through ray_remote_args, due to go in 2.64.
         "ray": ["ray[data]>=2.60,<2.64", "pyarrow>=14"],
-        "test": ["pytest>=7", "pytest-xdist>=3.5", "librosa>=0.10", "mutagen>=1.45", "beets>=2.7", "pyyaml",
-                 "matplotlib>=3.6", "ray[data]>=2.60,<2.64", "pyarrow>=14"],
+        "test": ["pytest>=7", "pytest-xdist>=3.5", "librosa>=0.10", "mutagen>=1.45",
+                 "beets>=2.7", "pyyaml", "matplotlib>=3.6", "ray[data]>=2.60,<2.64",
+                 "pyarrow>=14"],
     },
     entry_points={"console_scripts": ["genretag = genretag.cli:main"]},
     license="MIT",

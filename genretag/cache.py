@@ -5,8 +5,9 @@ pooled per-slice embedding, ``np.ndarray [n_slices, 1506]``, stored as float16, 
 slice start times (seconds), the ``padded`` and ``silent`` flags and the slice setting
 that produced it (``max_slices``, ``"all"`` or ``"auto:N"`` for an adaptive analysis
 that stopped early). An entry is valid for one file identity (absolute path, size in
-bytes, ``st_mtime_ns``) and one backbone (the sha256 of its weights); anything else is a miss, and the next :meth:`EmbeddingCache.put` of that path
-replaces it, so there is one row, one blob, per file.
+bytes, ``st_mtime_ns``) and one backbone (the sha256 of its weights); anything else is
+a miss, and the next :meth:`EmbeddingCache.put` of that path replaces it, so there is
+one row, one blob, per file.
 
 Size: 10 slices x 1506 x 2 bytes = 30 120 bytes per track, stored in a single row; the
 file takes 31 KB per track in all: 10 000 tracks take 308 MB (measured), plus a
