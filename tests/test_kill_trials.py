@@ -24,8 +24,8 @@ import mutagen
 import pytest
 
 from genretag.audio import decode
-from .plugin_support import (FORMATS, SUMMARY, Beets, counts, genres_in, make_track, read_tags,
-                             summary, temp_files, without_genre)
+from .plugin_support import (FORMATS, SUMMARY, Beets, counts, file_state, genres_in, make_track,
+                             read_tags, summary, temp_files, without_genre)
 
 DONE_LINE = re.compile(r"^genretag: .* → .* \([01]\.\d\d\)$")  # one item stored
 
@@ -135,7 +135,7 @@ class Run:
             self.proc.wait(timeout=30)
 
 
-#: What a file's bytes say, by their sha256: ``(opens with mutagen, decoded samples at
+#: What a file's bytes say, by their digest: ``(opens with mutagen, decoded samples at
 #: 16 kHz, tags)``. The same bytes read and decode the same, so a file no run changed
 #: since an earlier check is not decoded again (the trials' checks cost 40 % of their CPU).
 _READ_BY_CONTENT: dict[str, tuple[bool, int, dict]] = {}
@@ -143,9 +143,7 @@ _READ_BY_CONTENT: dict[str, tuple[bool, int, dict]] = {}
 
 def read_file(path: Path) -> tuple[bool, int, dict]:
     """``(mutagen opens it, samples decoded at 16 kHz, its tags)`` for ``path``'s bytes."""
-    import hashlib
-
-    key = hashlib.sha256(path.read_bytes()).hexdigest()
+    key = file_state(path)[0]  # the content digest
     if key not in _READ_BY_CONTENT:
         opens = mutagen.File(path) is not None
         _READ_BY_CONTENT[key] = (opens, len(decode(str(path), 16000)),
