@@ -42,10 +42,12 @@ def pytest_configure(config):
                                                 "embeddings.sqlite")
 
 
-#: The test modules that take the longest, in this order ahead of the others: the
-#: pytest-xdist workers (pytest.ini) take whole modules in collection order, so they
-#: start on these and finish at about the same time.
-LONGEST_FIRST = ("test_kill_trials.py", "test_safety.py", "test_archive.py")
+#: The test modules that take longest, longest first (as measured on two cores), ahead of
+#: the others: the pytest-xdist workers (pytest.ini) take whole modules in collection
+#: order, so they start on the long ones and end on short ones, at about the same time.
+LONGEST_FIRST = ("test_kill_trials.py", "test_safety.py", "test_archive.py", "test_plugin.py",
+                 "test_cli.py", "test_adaptive.py", "test_bad_input.py",
+                 "test_plugin_learn.py", "test_plots.py", "test_training.py")
 
 
 def pytest_collection_modifyitems(config, items):

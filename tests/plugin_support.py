@@ -56,14 +56,30 @@ def tiny_png() -> bytes:
 COVER = tiny_png()
 
 
+#: Untagged encodings already made in this process, by ``(seed, duration_s, suffix)``.
+_ENCODED: dict[tuple[int, float, str], Path] = {}
+
+
 def make_track(path: Path, *, title: str, artist: str, album: str, track: int,
                seed: int = 0, duration_s: float = 6.0) -> Path:
-    """Encode a synthetic music clip to ``path`` (format from the suffix) and tag it."""
+    """Encode a synthetic music clip to ``path`` (format from the suffix) and tag it.
+
+    A clip already encoded in this process (same seed, duration and format) is copied
+    rather than synthesised and encoded again.
+    """
+    import tempfile
+
     from genretag.encode import write
     from genretag.synthetic import synth_music
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    write(synth_music(duration_s, 22050, seed=seed, channels=2), 22050, path)
+    key = (seed, duration_s, path.suffix.lower())
+    if key in _ENCODED and _ENCODED[key].exists():
+        shutil.copyfile(_ENCODED[key], path)
+    else:
+        write(synth_music(duration_s, 22050, seed=seed, channels=2), 22050, path)
+        _ENCODED[key] = Path(tempfile.mkdtemp(prefix="genretag-clip-")) / path.name
+        shutil.copyfile(path, _ENCODED[key])
     add_tags(path, title=title, artist=artist, album=album, track=track)
     return path
 

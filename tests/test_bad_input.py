@@ -86,7 +86,7 @@ def test_hanging_decoder_is_bounded(tmp_path, bad_files):
     good, _ = bad_files
     fifo = tmp_path / "stuck.mp3"
     os.mkfifo(fifo)
-    proc, out = classify(fifo, good, extra=("--timeout", "8", "--jobs", "1"))
+    proc, out = classify(fifo, good, extra=("--timeout", "4", "--jobs", "2"))
     assert proc.returncode == 1
-    assert "gave up after 8 s" in out[str(fifo)]["error"]
+    assert "gave up after 4 s" in out[str(fifo)]["error"]
     assert "genre" in out[str(good)]

@@ -36,7 +36,8 @@ START_LINE = re.compile(r"^genretag: \d+ items to classify", re.M)  # SIGINT han
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    """100 tagged 3.5-s tracks (10 albums, all formats) imported with ``auto: no``.
+    """100 tagged 3.5-s tracks (10 albums, all formats; ten different clips) imported
+    with ``auto: no``.
 
     The setup (database and files) is copied to a template once; every series of
     trials restores it in place, so the database's absolute paths stay valid.
@@ -46,7 +47,7 @@ def corpus(tmp_path_factory):
     for i in range(N_TRACKS):
         make_track(src / f"Album {i // 10}" / f"{i % 10 + 1:02d} track.{FORMATS[i % 5]}",
                    title=f"Song {i}", artist=f"Artist {i // 10}", album=f"Album {i // 10}",
-                   track=i % 10 + 1, seed=i, duration_s=3.5)
+                   track=i % 10 + 1, seed=i % 10, duration_s=3.5)  # ten clips, retagged
     beets = Beets(root / "work", auto=False, max_slices=1)
     beets.run("import", "-A", "-q", str(src))
     originals = {item.id: (dict(item), without_genre(read_tags(item.filepath)))

@@ -111,7 +111,7 @@ ODD_BUT_VALID = ("good", "good m4a", "a 0.2 s clip", "clipped full-scale noise",
 @needs_posix
 def test_bad_items_fail_one_line_each_and_the_rest_is_tagged(matrix_src, tmp_path, model):
     beets = Beets(tmp_path, auto=False)
-    set_options(beets, timeout=6, max_slices=2)
+    set_options(beets, timeout=4, max_slices=2)
     beets.run("import", "-A", "-s", str(matrix_src))
     items = {item.title: item for item in beets.library().items()}
     assert set(items) == set(BAD_REASONS) | set(ODD_BUT_VALID) | {"silence"}
@@ -142,7 +142,7 @@ def test_bad_items_fail_one_line_each_and_the_rest_is_tagged(matrix_src, tmp_pat
     assert proc.stderr.splitlines()[-1] == (
         f"error: {len(BAD_REASONS)} item(s) could not be tagged and were left unchanged "
         "(reasons above); the next run tries them again")
-    assert elapsed < 100  # the FIFO cost its 6-s bound, not forever
+    assert elapsed < 100  # the FIFO cost its 4-s bound, not forever
     db_after = rows(beets)
     for title, reason in BAD_REASONS.items():
         path = items[title].filepath
