@@ -252,10 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="draw each track's genre over time (with --timeline: every slice) into "
                         "OUT.png; with several files OUT-<file name>.png each, beside OUT "
                         "(needs matplotlib: pip install 'genretag[plots]')")
-    c.add_argument("--max-slices", type=_positive, default=defaults.MAX_SLICES, metavar="N",
-                   help="slices analysed per track at most, spread over it "
-                        f"(default {defaults.MAX_SLICES}); the analysis stops early once the "
-                        "genre is clear (see --fixed-slices)")
+    _add_analysis_options(c, max_slices="slices analysed per track at most, spread over it "
+                          f"(default {defaults.MAX_SLICES}); the analysis stops early once the "
+                          "genre is clear (see --fixed-slices)",
+                          cache="embedding cache: a file analysed once is classified again, "
+                          "with any vocabulary, without decoding (default: $GENRETAG_CACHE, "
+                          "else genretag/embeddings.sqlite in the user cache directory)",
+                          no_cache="neither read nor write the cache")
     c.add_argument("--fixed-slices", action="store_true",
                    help="always analyse all --max-slices slices, even when the first ones "
                         "already decide the genre (slower; multi-label vocabularies always do)")
@@ -282,11 +285,6 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--manifest", metavar="FILE",
                    help="with --ray: also classify the paths in FILE, one per line ('-': "
                         "standard input)")
-    c.add_argument("--cache", metavar="FILE",
-                   help="embedding cache: a file analysed once is classified again, with any "
-                        "vocabulary, without decoding (default: $GENRETAG_CACHE, else "
-                        "genretag/embeddings.sqlite in the user cache directory)")
-    c.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     c.add_argument("--timeout", type=_positive_seconds, default=defaults.TIMEOUT_S, metavar="S",
                    help="give up on a file after S seconds of work "
                         f"(default {defaults.TIMEOUT_S:g})")
@@ -304,12 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="genres with fewer examples are left out (default 10)")
     le.add_argument("--folds", type=_at_least_two, default=5, metavar="K",
                     help="cross-validation folds (default 5)")
-    le.add_argument("--max-slices", type=_positive, default=defaults.MAX_SLICES, metavar="N",
-                    help=f"slices analysed per track (default {defaults.MAX_SLICES})")
-    le.add_argument("--cache", metavar="FILE",
-                    help="embedding cache (default as for classify): files analysed before "
-                         "are not decoded again")
-    le.add_argument("--no-cache", action="store_true", help="analyse every file afresh")
+    _add_analysis_options(le, max_slices=f"slices analysed per track (default "
+                          f"{defaults.MAX_SLICES})",
+                          cache="embedding cache (default as for classify): files analysed "
+                          "before are not decoded again",
+                          no_cache="analyse every file afresh")
     le.add_argument("-j", "--jobs", type=_positive, default=None, metavar="N",
                     help="threads for the analysis (default: all cores)")
     le.set_defaults(func=cmd_learn)
@@ -346,6 +343,15 @@ def build_parser() -> argparse.ArgumentParser:
     ct.add_argument("--cache", metavar="DIR", help="keep the clips' tag logits here for reruns")
     ct.set_defaults(func=cmd_calibrate_tags)
     return parser
+
+
+def _add_analysis_options(parser: argparse.ArgumentParser, *, max_slices: str, cache: str,
+                          no_cache: str) -> None:
+    """``--max-slices``, ``--cache`` and ``--no-cache``: how a command analyses files."""
+    parser.add_argument("--max-slices", type=_positive, default=defaults.MAX_SLICES,
+                        metavar="N", help=max_slices)
+    parser.add_argument("--cache", metavar="FILE", help=cache)
+    parser.add_argument("--no-cache", action="store_true", help=no_cache)
 
 
 def _positive(text: str) -> int:
