@@ -14,6 +14,7 @@ database and one set of damaged files serve both.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import logging
@@ -56,8 +57,19 @@ def tiny_png() -> bytes:
 COVER = tiny_png()
 
 
-#: Untagged encodings already made in this process, by ``(seed, duration_s, suffix)``.
+#: Untagged encodings already made in this process, by ``(seed, duration_s, suffix)``,
+#: kept in one temporary folder that goes when the process ends.
 _ENCODED: dict[tuple[int, float, str], Path] = {}
+
+
+@functools.cache
+def _encoded_dir() -> Path:
+    import atexit
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="genretag-clips-"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 def make_track(path: Path, *, title: str, artist: str, album: str, track: int,
@@ -67,8 +79,6 @@ def make_track(path: Path, *, title: str, artist: str, album: str, track: int,
     A clip already encoded in this process (same seed, duration and format) is copied
     rather than synthesised and encoded again.
     """
-    import tempfile
-
     from genretag.encode import write
     from genretag.synthetic import synth_music
 
@@ -78,7 +88,7 @@ def make_track(path: Path, *, title: str, artist: str, album: str, track: int,
         shutil.copyfile(_ENCODED[key], path)
     else:
         write(synth_music(duration_s, 22050, seed=seed, channels=2), 22050, path)
-        _ENCODED[key] = Path(tempfile.mkdtemp(prefix="genretag-clip-")) / path.name
+        _ENCODED[key] = _encoded_dir() / f"{seed}-{duration_s}{key[2]}"
         shutil.copyfile(path, _ENCODED[key])
     add_tags(path, title=title, artist=artist, album=album, track=track)
     return path
