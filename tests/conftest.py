@@ -10,6 +10,14 @@ REPO = Path(__file__).resolve().parent.parent
 FORMATS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
 
 
+def zero_audio_keeping_identity(path: Path) -> None:
+    """Overwrite ``path`` with zero bytes of the same size and keep its mtime: the
+    embedding cache's key (path, size, mtime) is unchanged, but decoding it now fails."""
+    st = path.stat()
+    path.write_bytes(b"\0" * st.st_size)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
 @pytest.fixture(scope="session")
 def model():
     from genretag import load_model

@@ -57,13 +57,9 @@ def tiny_png() -> bytes:
 COVER = tiny_png()
 
 
-#: Untagged encodings already made in this process, by ``(seed, duration_s, suffix)``,
-#: kept in one temporary folder that goes when the process ends.
-_ENCODED: dict[tuple[int, float, str], Path] = {}
-
-
 @functools.cache
 def _encoded_dir() -> Path:
+    """This process's untagged encodings (``SEED-DURATION.EXT``), removed at its end."""
     import atexit
     import tempfile
 
@@ -83,13 +79,12 @@ def make_track(path: Path, *, title: str, artist: str, album: str, track: int,
     from genretag.synthetic import synth_music
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = (seed, duration_s, path.suffix.lower())
-    if key in _ENCODED and _ENCODED[key].exists():
-        shutil.copyfile(_ENCODED[key], path)
+    encoded = _encoded_dir() / f"{seed}-{duration_s}{path.suffix.lower()}"
+    if encoded.exists():
+        shutil.copyfile(encoded, path)
     else:
         write(synth_music(duration_s, 22050, seed=seed, channels=2), 22050, path)
-        _ENCODED[key] = _encoded_dir() / f"{seed}-{duration_s}{key[2]}"
-        shutil.copyfile(path, _ENCODED[key])
+        shutil.copyfile(path, encoded)
     add_tags(path, title=title, artist=artist, album=album, track=track)
     return path
 

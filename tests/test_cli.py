@@ -11,7 +11,7 @@ import pytest
 from genretag import cli
 from genretag.model import read_card, model_dir
 
-from .conftest import FORMATS
+from .conftest import FORMATS, zero_audio_keeping_identity
 
 CLASSES = read_card(model_dir())["classes"]
 
@@ -207,8 +207,7 @@ def test_cache_hit_decodes_nothing_and_gives_the_same_answer(capsys, tmp_path, a
     shutil.copy(audio_files[".flac"], song)
     first = run(capsys, "classify", "--json", "--cache", cache, song)
     st = song.stat()
-    song.write_bytes(b"\0" * st.st_size)
-    os.utime(song, ns=(st.st_atime_ns, st.st_mtime_ns))
+    zero_audio_keeping_identity(song)
     again = run(capsys, "classify", "--json", "--cache", cache, song)
     assert first[0] == again[0] == 0 and json.loads(first[1]) == json.loads(again[1])
     os.utime(song, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # now it looks edited
@@ -220,7 +219,6 @@ def test_a_few_cache_hits_among_new_files_are_scored_by_the_workers(capsys, tmp_
                                                                    audio_files):
     """One hit with a new file: the workers read the hit from the cache (its audio is
     zeros now, so decoding it would not give the first answer), the parent loads no model."""
-    import os
     import shutil
 
     from genretag import workers
@@ -229,9 +227,7 @@ def test_a_few_cache_hits_among_new_files_are_scored_by_the_workers(capsys, tmp_
     shutil.copy(audio_files[".flac"], song)
     shutil.copy(audio_files[".mp3"], new)
     first = run(capsys, "classify", "--json", "--cache", cache, song)
-    st = song.stat()
-    song.write_bytes(b"\0" * st.st_size)
-    os.utime(song, ns=(st.st_atime_ns, st.st_mtime_ns))
+    zero_audio_keeping_identity(song)
     assert workers._cache_hits([str(song), str(new)], {"weights": None, "vocabulary": None,
                                                        "precision": "fp32"},
                                10, True, cache) == ({}, None)
