@@ -151,6 +151,25 @@ class _Worker:
         return (timeout_s is not None and self.since is not None
                 and time.monotonic() - self.since > timeout_s)
 
+    def retire(self) -> None:
+        """Close the task queue of the ended process: its finalizers run now, not
+        whenever it is collected (call it with Ctrl-C deferred, like all teardown)."""
+        self.tasks.close()
+        self.tasks.join_thread()
+
+
+def _stop_all(workers: dict[int, _Worker]) -> None:
+    """Ask every worker to finish, kill those still running 5 s later, release all."""
+    for w in workers.values():
+        w.tasks.put(None)
+    for w in workers.values():
+        w.proc.join(timeout=5)
+        if w.proc.is_alive():
+            w.proc.kill()
+            w.proc.join()
+        w.retire()
+    workers.clear()
+
 
 def classify_parallel(paths: Iterable[str | os.PathLike], *, jobs: int = 2,
                       weights_dir: str | os.PathLike | None = None,
@@ -292,12 +311,15 @@ def _pool(paths: list[str], *, jobs: int, model_args: dict, max_slices, adaptive
         return worker_id
 
     def replace(worker_id: int, reason: str) -> None:
-        w = workers.pop(worker_id)
-        index, path = w.task
-        done[index] = Failure(path=path, error=reason)
-        w.proc.kill()
-        w.proc.join()
-        start_worker()
+        with _ctrl_c_deferred():
+            w = workers.pop(worker_id)
+            index, path = w.task
+            done[index] = Failure(path=path, error=reason)
+            w.proc.kill()
+            w.proc.join()
+            w.retire()
+            del w  # released here, with Ctrl-C still deferred
+            start_worker()
 
     pending = deque(enumerate(paths))
     done: dict[int, TrackPrediction | Failure] = {}
@@ -333,9 +355,8 @@ def _pool(paths: list[str], *, jobs: int, model_args: dict, max_slices, adaptive
                 yield done.pop(next_out)
                 next_out += 1
     finally:
-        for w in workers.values():
-            w.tasks.put(None)
-        for w in workers.values():
-            w.proc.join(timeout=5)
-            if w.proc.is_alive():
-                w.proc.kill()
+        # A Ctrl-C turned into an exception inside a queue's or a process's finalizer
+        # would be lost ("Exception ignored") with a traceback: teardown defers it.
+        with _ctrl_c_deferred():
+            _stop_all(workers)
+            del results  # its pipe closes here too

@@ -351,7 +351,8 @@ class GenretagPlugin(BeetsPlugin):
                             self._apply(lib, album, album_probs, model_id, run)
                         counts["albums"] += 1
         finally:
-            results.close()  # stops worker processes still running
+            with shield():  # already stopping: a second Ctrl-C would only cut the teardown
+                results.close()  # stops worker processes still running
         return counts
 
     def _results(self, paths: list[Path], run: Options, jobs: int | None, *,
