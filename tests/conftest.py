@@ -18,6 +18,30 @@ def zero_audio_keeping_identity(path: Path) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
+@pytest.fixture
+def ctrl_c_in_queue_finalizer(monkeypatch) -> tuple[list[int], list]:
+    """The first worker task queue finalized in this process gets a Ctrl-C (SIGINT to
+    this process) from inside its finalizer. Returns ``(finalizers run, exceptions
+    Python reported as "ignored")``, both lists filled as it happens."""
+    import multiprocessing.queues
+    import signal
+    import sys
+
+    ignored: list = []
+    monkeypatch.setattr(sys, "unraisablehook", ignored.append)
+    real_close = multiprocessing.queues.Queue._finalize_close
+    finalizers: list[int] = []
+
+    def finalize_close(buffer, notempty):
+        finalizers.append(len(finalizers))
+        if len(finalizers) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        real_close(buffer, notempty)
+
+    monkeypatch.setattr(multiprocessing.queues.Queue, "_finalize_close",
+                        staticmethod(finalize_close))
+    return finalizers, ignored
+
 @pytest.fixture(scope="session")
 def model():
     from genretag import load_model

@@ -162,27 +162,15 @@ def test_worker_clock_starts_when_the_model_is_loaded():
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
-def test_ctrl_c_while_the_workers_stop_is_raised_not_ignored(monkeypatch, audio_files):
+def test_ctrl_c_while_the_workers_stop_is_raised_not_ignored(ctrl_c_in_queue_finalizer,
+                                                             audio_files):
     """Ctrl-C landing in a worker queue's finalizer as the pool stops: a
     KeyboardInterrupt where it can be handled, not "Exception ignored" and a traceback."""
-    import multiprocessing.queues
-    import os
     import signal
 
     from genretag.workers import classify_parallel
 
-    ignored = []
-    monkeypatch.setattr(sys, "unraisablehook", ignored.append)
-    real_close = multiprocessing.queues.Queue._finalize_close
-    finalizers = []
-
-    def finalize_close(buffer, notempty):
-        finalizers.append(len(finalizers))
-        os.kill(os.getpid(), signal.SIGINT)
-        real_close(buffer, notempty)
-
-    monkeypatch.setattr(multiprocessing.queues.Queue, "_finalize_close",
-                        staticmethod(finalize_close))
+    finalizers, ignored = ctrl_c_in_queue_finalizer
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):

@@ -133,25 +133,12 @@ def test_ctrl_c_after_the_summary_still_exits_1(album, tmp_path):
 
 
 @needs_signals
-def test_a_second_ctrl_c_while_the_workers_stop_is_no_traceback(lib, monkeypatch):
+def test_a_second_ctrl_c_while_the_workers_stop_is_no_traceback(lib, monkeypatch,
+                                                                ctrl_c_in_queue_finalizer):
     """The worker pool's teardown after a first Ctrl-C: a second one landing in one of
     its queues' finalizers must neither be lost as "Exception ignored" nor print a
     traceback (it came 0–0.3 s after the first in the kill trials)."""
-    import multiprocessing.queues
-
-    ignored = []
-    monkeypatch.setattr(sys, "unraisablehook", ignored.append)
-    real_close = multiprocessing.queues.Queue._finalize_close
-    finalizers = []
-
-    def finalize_close(buffer, notempty):
-        finalizers.append(len(finalizers))
-        if len(finalizers) == 1:
-            os.kill(os.getpid(), signal.SIGINT)
-        real_close(buffer, notempty)
-
-    monkeypatch.setattr(multiprocessing.queues.Queue, "_finalize_close",
-                        staticmethod(finalize_close))
+    finalizers, ignored = ctrl_c_in_queue_finalizer
     ctrl_c_in_writes(monkeypatch, {1: 1})
     with pytest.raises(ui.UserError, match="^interrupted; what was tagged is saved"):
         lib.run("genretag", "-w", "-j", "1")
