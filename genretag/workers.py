@@ -158,12 +158,13 @@ class _Worker:
         self.tasks.join_thread()
 
 
-def _stop_all(workers: dict[int, _Worker]) -> None:
-    """Ask every worker to finish, kill those still running 5 s later, release all."""
+def _stop_all(workers: dict[int, _Worker], grace_s: float = 5.0) -> None:
+    """Ask every worker to finish, kill those still running ``grace_s`` later, release all."""
     for w in workers.values():
         w.tasks.put(None)
+    deadline = time.monotonic() + grace_s
     for w in workers.values():
-        w.proc.join(timeout=5)
+        w.proc.join(timeout=max(0.0, deadline - time.monotonic()))
         if w.proc.is_alive():
             w.proc.kill()
             w.proc.join()
