@@ -247,7 +247,9 @@ def _ctrl_c_deferred():
 
     A worker's start must not be cut short: a worker started but not kept would lose
     its queues while it still reads them (a traceback on the terminal). The first
-    start can take a second (the forkserver imports torch). Only the main thread can
+    start can take a second (the forkserver imports torch). Nor must stopping workers:
+    a ``KeyboardInterrupt`` raised inside a queue's finalizer is only reported as
+    ignored, and the queue's feeder thread is left running. Only the main thread can
     set handlers; elsewhere, or under a handler set outside Python, nothing is held.
     """
     if (threading.current_thread() is not threading.main_thread()
