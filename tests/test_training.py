@@ -169,8 +169,9 @@ def test_nonmusic_is_deterministic_per_kind_and_seed():
     assert not np.array_equal(generate("white_noise", 1, 1.0), generate("white_noise", 2, 1.0))
 
 
-def _tiny_collections(root):
-    """Two labelled collections of short generated clips (WAV), 2 genres x 2 groups each."""
+def _tiny_collections(root, beta_rock_bpm: int = 110):
+    """Two labelled collections of short generated clips (WAV), 2 genres x 2 groups each;
+    jazz is at 90 bpm, electronic at 128, rock at 110 (beta's at ``beta_rock_bpm``)."""
     from genretag.encode import write
     from genretag.synthetic import synth_music
 
@@ -183,7 +184,8 @@ def _tiny_collections(root):
         for genre, groups in genres.items():
             for group in groups:
                 seed += 1
-                tempo = {"jazz": 90, "electronic": 128}.get(genre, 110)
+                tempo = {"jazz": 90, "electronic": 128}.get(
+                    genre, beta_rock_bpm if name == "beta" else 110)
                 path = f"{genre}{seed}.wav"
                 write(synth_music(6.2, 16000, seed=seed, tempo_bpm=tempo)[0], 16000,
                       root / name / path)
@@ -229,3 +231,26 @@ def test_cache_from_other_clips_is_refused(tmp_path):
     with pytest.raises(TrainingError, match=r"cache/manifest\.json: the cache was built for"):
         train(data[:1], tmp_path / "out2", cache_dir=tmp_path / "cache", recipe=recipe,
               evaluate=False, log=lambda s: None)
+
+
+def test_protocol_part_b_is_also_scored_among_the_shared_genres_only(tmp_path):
+    """(b) between collections sharing only rock, beta's rock at jazz's tempo: trained on
+    alpha (rock, jazz), the ordinary score calls some of beta's rock jazz; the score among
+    the shared genres only can answer nothing but rock."""
+    from genretag.protocol import run_protocol
+    from genretag.training import Recipe, prepare
+
+    recipe = Recipe(augmentations=("clean", "band8k"), nonmusic_seeds=(0,),
+                    nonmusic_seconds=3.1, max_iter=50)
+    p = prepare(_tiny_collections(tmp_path / "data", beta_rock_bpm=90),
+                cache_dir=tmp_path / "cache", backbone=None, recipe=recipe, log=lambda s: None)
+    parts = run_protocol(p.emb, p.design, recipe, n_folds=2, log=lambda s: None)["parts"]
+    rock = list(GENRES).index("rock")
+    every = parts["b alpha->beta [clean]"]
+    shared = parts["b alpha->beta, shared genres only [clean]"]
+    assert shared["n"] == every["n"] == 2  # beta's two rock clips
+    assert shared["support"] == every["support"] and shared["support"]["rock"] == 2
+    assert np.asarray(every["confusion"]).sum(axis=0)[rock] < 2  # some called jazz
+    answered = np.asarray(shared["confusion"]).sum(axis=0)
+    assert answered[rock] == answered.sum() == 2
+    assert shared["accuracy"] == 1.0
