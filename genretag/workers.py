@@ -152,8 +152,12 @@ class _Worker:
                 and time.monotonic() - self.since > timeout_s)
 
     def retire(self) -> None:
-        """Close the task queue of the ended process: its finalizers run now, not
-        whenever it is collected (call it with Ctrl-C deferred, like all teardown)."""
+        """End the process (killed if still running) and close its task queue, whose
+        finalizers run now rather than whenever it is collected (call it with Ctrl-C
+        deferred, like all teardown)."""
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join()
         self.tasks.close()
         self.tasks.join_thread()
 
@@ -165,9 +169,6 @@ def _stop_all(workers: dict[int, _Worker], grace_s: float = 5.0) -> None:
     deadline = time.monotonic() + grace_s
     for w in workers.values():
         w.proc.join(timeout=max(0.0, deadline - time.monotonic()))
-        if w.proc.is_alive():
-            w.proc.kill()
-            w.proc.join()
         w.retire()
     workers.clear()
 
@@ -318,8 +319,6 @@ def _pool(paths: list[str], *, jobs: int, model_args: dict, max_slices, adaptive
             w = workers.pop(worker_id)
             index, path = w.task
             done[index] = Failure(path=path, error=reason)
-            w.proc.kill()
-            w.proc.join()
             w.retire()
             del w  # released here, with Ctrl-C still deferred
             start_worker()
