@@ -351,8 +351,7 @@ class GenretagPlugin(BeetsPlugin):
                             self._apply(lib, album, album_probs, model_id, run)
                         counts["albums"] += 1
         finally:
-            with shield():  # already stopping: a second Ctrl-C would only cut the teardown
-                results.close()  # stops worker processes still running
+            results.close()  # stops worker processes still running (Ctrl-C deferred)
         return counts
 
     def _results(self, paths: list[Path], run: Options, jobs: int | None, *,
