@@ -15,7 +15,10 @@ logit ``x``, the calibrated score is::
    best positive tag). Tags the labels cannot tell apart share a calibration group
    (``Genre.group``: the rock tags, the electronic tags, ...); ``beta`` is pulled
    towards 0 by :data:`GROUP_PENALTY`, ``delta`` towards 0 by :data:`TAG_PENALTY`.
-   Groups without labelled positives keep ``b = 0``: the prior correction alone.
+   Groups without labelled positives keep ``b = 0``: the prior correction alone. Their
+   tags are left out of this fit: with no positives, the labels only ever show them as
+   wrong answers, and the fit would raise every fitted tag above them on any music.
+   Their negatives bound them in step 5 instead.
 3. One shared logistic map ``sigmoid(A * c + B)`` of those corrected logits ``c``,
    fitted over all labelled tags with positives and negatives weighing half each, so
    a score reads as a probability and the ranking of step 2 is kept (``A > 0``).
@@ -47,9 +50,9 @@ from .errors import GenretagError
 from .heads.lastfm import GENRES, MSD_TAGS, LastfmHead, tag_index
 
 #: Version of the shipped ``lastfm`` model directory.
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 MODEL_ID = "genretag-musicnn-msd-lastfm"
-HEAD_FILE = "lastfm-tags-v1.0.0.safetensors"
+HEAD_FILE = "lastfm-tags-v1.1.0.safetensors"
 #: Audio variants every clip is seen in (as for the genre head): bandwidth is no cue.
 AUGMENTATIONS = ("clean", "band8k", "band11k", "mp3_64k")
 #: Slices per clip embedded in each augmented copy (the clean copy keeps every slice).
@@ -329,12 +332,15 @@ def _fit_offsets(x: np.ndarray, w: np.ndarray, y: np.ndarray, group: np.ndarray,
 
     ``x [n, C]``: prior-corrected logits; ``w [n]``: slice weights; ``y [n, C]``: 1 / 0 /
     -1 (left out of that slice's softmax); slices without a positive tag are not used.
-    ``b[t] = beta[group[t]] + delta[t]``: ``beta`` is fitted for groups with a ``fitted``
-    tag, ``delta`` for ``fitted`` tags (0 elsewhere), pulled towards 0 by the penalties.
-    The loss per slice is ``logsumexp(c) - c[best positive tag]``.
+    Tags that are not ``fitted`` are left out of every softmax: with no positives, the
+    labels only ever show such a tag as a wrong answer, and would push it below every
+    fitted tag on any music. ``b[t] = beta[group[t]] + delta[t]``: ``beta`` is fitted for groups with a
+    ``fitted`` tag, ``delta`` for ``fitted`` tags (0 elsewhere), pulled towards 0 by the
+    penalties. The loss per slice is ``logsumexp(c) - c[best positive tag]``.
     """
     from scipy.optimize import minimize
 
+    y = np.where(fitted, y, -1)
     some = (y == 1).any(1)
     x, w, y = x[some], w[some] / w[some].sum(), y[some]
     known, pos = y >= 0, y == 1
@@ -577,8 +583,9 @@ LIMITATIONS = [
     "music was called then, not a musicological fact.",
     "Labelled calibration data cover the families rock (incl. metal), pop, electronic, "
     "hip-hop, blues, jazz and country only. folk, experimental, ambient, soul, funk and "
-    "easy listening had no labelled positives: their score is the prior correction (their "
-    "level on other music) under the shared map, lowered until they reach the threshold on "
+    "easy listening had no labelled positives: they were left out of the fit that sets the "
+    "other tags' levels, and their score is the prior correction (their level on other "
+    "music) under the shared map, lowered until they reach the threshold on "
     f"at most {UNLABELLED_RATE:.0%} of the labelled tracks of other genres. Nothing checked "
     "that they fire on their own music: expect them to be listed rarely, perhaps too rarely.",
     "Inside a family the labels cannot tell tags apart (a rock clip counts as a positive "
@@ -648,8 +655,9 @@ def write_model_dir(out_dir: str | Path, cal: Calibration, *, backbone_sha256: s
                       "offsets shared per calibration group plus per-tag deviations "
                       f"(L2 {GROUP_PENALTY} / {TAG_PENALTY}), then one shared logistic map "
                       "(positives and negatives of each tag weighing half); groups without "
-                      f"labelled positives (fewer than {MIN_POSITIVES} clips) keep the prior "
-                      "correction alone, lowered until at most "
+                      f"labelled positives (fewer than {MIN_POSITIVES} clips) are left out of "
+                      "the softmax fit and keep the prior correction alone, lowered until "
+                      "at most "
                       f"{UNLABELLED_RATE} of the labelled tracks of other genres reach the "
                       "threshold",
             "thresholds": f"one threshold, {GENRE_THRESHOLD}, for every tag (scores share one "

@@ -187,6 +187,23 @@ def test_calibration_removes_a_tag_prior_and_is_deterministic(tmp_path):
         assert (a / name).read_bytes() == (b / name).read_bytes()
 
 
+def test_tags_without_labels_do_not_move_the_levels_of_the_fitted_tags():
+    # Folk has no labelled clip: its logits, however loud, must not lift the fitted tags
+    # over it (the old fit put every fitted tag above an unlabelled one on any music).
+    clips, classes, logits, clip = _synthetic_logits()
+    aug = np.zeros(len(clip), np.int8)
+    labels = tc.label_matrix(clips, classes)
+    strata = np.array([c.genre for c in clips])
+    folk = classes.index("folk")
+    loud = logits.copy()
+    loud[:, folk] = np.random.default_rng(2).normal(-4.0, 4.0, len(clip))
+    quiet, noisy = (tc.fit_calibration(x, clip, aug, labels, strata, classes)
+                    for x in (logits, loud))
+    assert not quiet.fitted[folk]
+    assert np.array_equal(quiet.offset[quiet.fitted], noisy.offset[noisy.fitted])
+    assert np.array_equal(quiet.slope, noisy.slope)
+
+
 def test_folds_keep_artists_and_gtzan_splits_apart():
     clips = [tc.LabelledClip(Path(f"{i}"), "emotify", g, f"emotify:{art}")
              for i, (g, art) in enumerate([("pop", "x"), ("pop", "x"), ("pop", "y"),
