@@ -17,7 +17,7 @@ logit ``x``, the calibrated score is::
    towards 0 by :data:`GROUP_PENALTY`, ``delta`` towards 0 by :data:`TAG_PENALTY`.
    Groups without labelled positives keep ``b = 0``: the prior correction alone. Their
    tags are left out of this fit: with no positives, the labels only ever show them as
-   wrong answers, and the fit would raise every fitted tag above them on any music.
+   wrong answers, and the fit would lift the fitted tags above them on any music.
    Their negatives bound them in step 5 instead.
 3. One shared logistic map ``sigmoid(A * c + B)`` of those corrected logits ``c``,
    fitted over all labelled tags with positives and negatives weighing half each, so
@@ -333,10 +333,11 @@ def _fit_offsets(x: np.ndarray, w: np.ndarray, y: np.ndarray, group: np.ndarray,
     ``x [n, C]``: prior-corrected logits; ``w [n]``: slice weights; ``y [n, C]``: 1 / 0 /
     -1 (left out of that slice's softmax); slices without a positive tag are not used.
     Tags that are not ``fitted`` are left out of every softmax: with no positives, the
-    labels only ever show such a tag as a wrong answer, and would push it below every
-    fitted tag on any music. ``b[t] = beta[group[t]] + delta[t]``: ``beta`` is fitted for groups with a
-    ``fitted`` tag, ``delta`` for ``fitted`` tags (0 elsewhere), pulled towards 0 by the
-    penalties. The loss per slice is ``logsumexp(c) - c[best positive tag]``.
+    labels only ever show such a tag as a wrong answer, and would push the fitted tags
+    above it on any music. ``b[t] = beta[group[t]] + delta[t]``: ``beta`` is fitted for
+    groups with a ``fitted`` tag, ``delta`` for ``fitted`` tags (0 elsewhere), pulled
+    towards 0 by the penalties. The loss per slice is ``logsumexp(c) - c[best positive
+    tag]``.
     """
     from scipy.optimize import minimize
 

@@ -189,7 +189,7 @@ def test_calibration_removes_a_tag_prior_and_is_deterministic(tmp_path):
 
 def test_tags_without_labels_do_not_move_the_levels_of_the_fitted_tags():
     # Folk has no labelled clip: its logits, however loud, must not lift the fitted tags
-    # over it (the old fit put every fitted tag above an unlabelled one on any music).
+    # over it (the old fit did: it only ever saw folk as a wrong answer).
     clips, classes, logits, clip = _synthetic_logits()
     aug = np.zeros(len(clip), np.int8)
     labels = tc.label_matrix(clips, classes)
