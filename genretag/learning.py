@@ -350,24 +350,43 @@ class LinearFit:
 _ABSENT_BIAS = -1e4
 
 
+def artist_weights(groups: Sequence) -> np.ndarray:
+    """Per track ``1 / (its artist's number of tracks)``, ``[n]`` float64: every artist
+    weighs as one track; a track without an artist (``None``) weighs 1.
+
+    Artists are compared without regard to case, as in :func:`assign_folds`.
+    """
+    keys = [str(g).casefold() if g is not None else None for g in groups]
+    counts: dict[str, int] = {}
+    for key in keys:
+        if key is not None:
+            counts[key] = counts.get(key, 0) + 1
+    return np.array([1.0 / counts[key] if key is not None else 1.0 for key in keys])
+
+
 def _fit_linear(tracks: Sequence[np.ndarray], labels: np.ndarray, n_classes: int,
-                l2: float, balanced: bool = True) -> LinearFit:
+                l2: float, balanced: bool = True,
+                weights: np.ndarray | None = None) -> LinearFit:
     """Multinomial logistic regression on track features (the mean of each track's slices).
 
     Minimises the mean cross-entropy plus ``l2 / 2 * ||weight||^2`` over standardised
     features with L-BFGS (float64, torch for the algebra, so it obeys torch's thread
-    setting). With ``balanced``, each class weighs the same in the loss whatever its
-    number of tracks (an imbalanced library's small genres are otherwise never
-    predicted). Deterministic for the same input.
+    setting). ``weights`` ``[n]`` weigh the tracks in the standardisation and the loss
+    (e.g. :func:`artist_weights`); none: all the same. With ``balanced``, each class
+    weighs the same in the loss whatever its number of tracks (an imbalanced library's
+    small genres are otherwise never predicted). Deterministic for the same input.
     """
     import torch
     from scipy.optimize import minimize
 
     x = np.stack([t.mean(axis=0) for t in tracks]).astype(np.float64)
-    mean = x.mean(axis=0)
-    std = x.std(axis=0) + 1e-6
+    n, d = x.shape
+    if weights is None:
+        weights = np.ones(n)
+    weights = np.asarray(weights, dtype=np.float64) * (n / np.sum(weights))
+    mean = np.average(x, axis=0, weights=weights)
+    std = np.sqrt(np.average((x - mean) ** 2, axis=0, weights=weights)) + 1e-6
     z = torch.from_numpy((x - mean) / std)
-    n, d = z.shape
     present = np.unique(labels)
     y = torch.from_numpy(np.searchsorted(present, labels))
     k = len(present)
@@ -378,7 +397,7 @@ def _fit_linear(tracks: Sequence[np.ndarray], labels: np.ndarray, n_classes: int
         u, s, basis = torch.linalg.svd(z, full_matrices=False)
         z = u * s
     p = z.shape[1]
-    target = torch.nn.functional.one_hot(y, k).double()
+    target = torch.nn.functional.one_hot(y, k).double() * torch.from_numpy(weights)[:, None]
     if balanced:  # every class weighs as much as the others in the loss
         target = target * (n / (k * target.sum(dim=0)))
 
@@ -405,13 +424,17 @@ def _fit_linear(tracks: Sequence[np.ndarray], labels: np.ndarray, n_classes: int
 
 
 def fit_linear(tracks: Sequence[np.ndarray], labels, n_classes: int, *,
-               l2: float = DEFAULT_L2, balanced: bool = True) -> LinearFit:
+               l2: float = DEFAULT_L2, balanced: bool = True,
+               groups: Sequence | None = None) -> LinearFit:
     """Fit the personal head's linear softmax (see :func:`_fit_linear`).
 
     ``tracks`` are per-track slice features ``[n_i, n_in]`` (see :func:`view_features`),
-    ``labels`` ``[n_tracks]`` class indices in ``0..n_classes-1``.
+    ``labels`` ``[n_tracks]`` class indices in ``0..n_classes-1``, ``groups`` each
+    track's artist or ``None``: every artist weighs as one track (:func:`artist_weights`),
+    so that an artist with many tracks does not define a genre's sound.
     """
-    return _fit_linear(tracks, np.asarray(labels), n_classes, l2, balanced)
+    weights = artist_weights(groups) if groups is not None else None
+    return _fit_linear(tracks, np.asarray(labels), n_classes, l2, balanced, weights)
 
 
 # -- cross-validation ------------------------------------------------------------------
@@ -550,7 +573,7 @@ def cross_validate(embeddings: Sequence[np.ndarray], labels, groups: Sequence, *
     for f in range(k):
         train, test = fold_of != f, fold_of == f
         fit = fit_linear([t for t, m in zip(tracks, train) if m], labels[train], n_classes,
-                         l2=l2)
+                         l2=l2, groups=[g for g, m in zip(groups, train) if m])
         predicted[test] = fit.track_probs([t for t, m in zip(tracks, test) if m]).argmax(axis=1)
         fold_acc.append(float(np.mean(predicted[test] == labels[test])))
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
@@ -589,11 +612,12 @@ def format_cv(report: CVReport) -> str:
 # -- the head and its model directory --------------------------------------------------
 
 def fit_personal_head(embeddings: Sequence[np.ndarray], labels, *, n_classes: int,
-                      backbone=None, l2: float = DEFAULT_L2):
+                      backbone=None, l2: float = DEFAULT_L2, groups: Sequence | None = None):
     """The personal head fitted on all examples (see :func:`fit_linear`).
 
-    ``embeddings`` are per-track ``pooled`` slice embeddings ``[n_i, 1506]``; ``backbone``
-    computes the views the head reads (default: the shipped backbone). Returns a
+    ``embeddings`` are per-track ``pooled`` slice embeddings ``[n_i, 1506]``, ``groups``
+    their artists (or ``None`` each, or no ``groups``: every track weighs the same);
+    ``backbone`` computes the views the head reads (default: the shipped backbone). Returns a
     :class:`~genretag.heads.personal.PersonalHead` in eval mode; its ``l2`` attribute is
     the penalty used.
     """
@@ -601,7 +625,8 @@ def fit_personal_head(embeddings: Sequence[np.ndarray], labels, *, n_classes: in
 
     from .heads.personal import PersonalHead
 
-    fit = fit_linear(view_features(embeddings, backbone), labels, n_classes, l2=l2)
+    fit = fit_linear(view_features(embeddings, backbone), labels, n_classes, l2=l2,
+                     groups=groups)
     head = PersonalHead(n_classes, views=HEAD_VIEWS, n_in=fit.weight.shape[1])
     head.load_state_dict({name: torch.tensor(value, dtype=torch.float32) for name, value in
                           (("feat_mean", fit.mean), ("feat_std", fit.std),
@@ -852,12 +877,13 @@ def learn_personal_model(tracks: Sequence[Track], out_dir: str | os.PathLike, *,
                             classes=examples.classes, backbone=backbone)
     out(format_cv(report))
     head = fit_personal_head(embeddings, examples.labels, n_classes=len(examples.classes),
-                             backbone=backbone)
+                             backbone=backbone, groups=examples.artists)
     training = {"source": source, "examples_per_class": examples.counts,
                 "left_out": left_out, "unlabelled": examples.unlabelled,
                 "multi_genre": examples.multi_genre, "min_examples": min_examples,
                 "multi_genre_rule": "an item counts for the first of its genres with enough "
-                                    "examples", "class_balanced": True}
+                                    "examples", "class_balanced": True,
+                "artist_balanced": "every artist weighs as one track in the fit"}
     card = write_personal_model(out_dir, head, examples.classes, report, len(examples),
                                 backbone.sha256, keys=examples.keys, training=training,
                                 max_slices=max_slices)

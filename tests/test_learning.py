@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from genretag.errors import GenretagError, WeightsError
-from genretag.learning import (HEAD_FILE, NotEnoughExamples, assign_folds, cross_validate,
-                               fit_personal_head, fold_genre, format_cv, learn_from_csv,
+from genretag.learning import (HEAD_FILE, NotEnoughExamples, artist_weights, assign_folds,
+                               cross_validate, fit_linear, fit_personal_head, fold_genre,
+                               format_cv, learn_from_csv,
                                learn_personal_model, prepare_examples, read_labels_csv,
                                write_personal_model)
 from genretag.model import CARD_NAME, load_model, sha256_file
@@ -153,6 +154,24 @@ def test_cross_validation_report_figures():
     assert "grouped by artist" in table and "always guessing the commonest genre (Techno): 0.60" \
         in table
     assert f"{report.correct[0]:>5}/12" in table
+
+
+def test_every_artist_weighs_as_one_track_in_the_fit():
+    assert artist_weights(["A", "a", "B", None, None]).tolist() == [0.5, 0.5, 1.0, 1.0, 1.0]
+    rng = np.random.default_rng(4)
+    labels = np.asarray([0] * 6 + [1] * 6)
+    tracks = [rng.normal(size=(3, 8)) + y for y in labels]
+    artists = [f"artist{i}" for i in range(12)]
+    base = fit_linear(tracks, labels, 2, groups=artists)
+    # One prolific artist: the first track's artist has ten more of the same tracks.
+    prolific = fit_linear(tracks + [tracks[0]] * 10, np.r_[labels, [0] * 10], 2,
+                          groups=artists + ["ARTIST0"] * 10)
+    np.testing.assert_allclose(prolific.weight, base.weight, atol=1e-5)
+    np.testing.assert_allclose(prolific.mean, base.mean, atol=1e-12)
+    # The same eleven tracks by eleven artists are eleven votes, and move the fit.
+    many = fit_linear(tracks + [tracks[0]] * 10, np.r_[labels, [0] * 10], 2,
+                      groups=artists + [f"other{i}" for i in range(10)])
+    assert np.abs(many.weight - base.weight).max() > 0.01
 
 
 def test_one_artist_cannot_be_cross_validated():
