@@ -10,8 +10,8 @@ Genre names are folded with :func:`fold_genre` so that spelling variants are one
 genre. An item listing several genres counts once, as an example of the *first* of
 its genres that has enough examples (see :func:`prepare_examples`). The head is a
 linear softmax on standardised embedding views (:class:`genretag.heads.personal.PersonalHead`),
-trained on each track's mean features with an L2 penalty and class-balanced weights,
-and applied per slice like every head.
+trained on each track's mean features with an L2 penalty, class-balanced weights and
+every artist weighing as one track, and applied per slice like every head.
 Everything here is deterministic: the same examples give the same head, byte for
 byte, and so the same model id.
 """
@@ -883,7 +883,7 @@ def learn_personal_model(tracks: Sequence[Track], out_dir: str | os.PathLike, *,
                 "multi_genre": examples.multi_genre, "min_examples": min_examples,
                 "multi_genre_rule": "an item counts for the first of its genres with enough "
                                     "examples", "class_balanced": True,
-                "artist_balanced": "every artist weighs as one track in the fit"}
+                "artist_balanced": any(a is not None for a in examples.artists)}
     card = write_personal_model(out_dir, head, examples.classes, report, len(examples),
                                 backbone.sha256, keys=examples.keys, training=training,
                                 max_slices=max_slices)

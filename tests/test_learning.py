@@ -255,6 +255,7 @@ def test_learnt_model_loads_verified_and_classifies(learnt, library):
     assert model.classes == ["ambient pads", "Beat-Music"]
     assert card["class_keys"] == ["ambientpads", "beatmusic"]
     assert card["vocabulary"] == "personal" and card["n_examples"] == 2 * PER_GENRE
+    assert card["training"]["artist_balanced"] is True    # the labels name artists
     assert card["backbone"]["sha256"] == model.backbone.sha256
     head_sha = sha256_file(model_dir / HEAD_FILE)
     assert card["files"] == [{"path": HEAD_FILE, "sha256": head_sha}]
