@@ -164,7 +164,7 @@ def results_markdown(res: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", default=str(BENCH / "corpus" / "tracks"))
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=9)
     ap.add_argument("--n-cached", type=int, default=10000)
     ap.add_argument("--n-learn", type=int, default=2000)
     ap.add_argument("--skip-first", action="store_true")
