@@ -20,11 +20,9 @@ from __future__ import annotations
 import csv
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -36,6 +34,7 @@ import numpy as np
 from . import defaults
 from .atomic import fsync_path
 from .errors import GenretagError
+from .genre_names import GenreFolder, fold_genre, tidy_name
 
 #: One item to learn from: ``(path, genres in the item's order, artist or None)``.
 Track = tuple[str, Sequence[str], "str | None"]
@@ -55,69 +54,10 @@ HEAD_VIEWS = ("penultimate",)
 #: the fits.
 DEFAULT_L2 = 1.0
 
-#: Folded spellings that name the same genre as another folded spelling.
-_ALIASES = {
-    "rnb": "randb",
-    "rhythmandblues": "randb",
-    "dnb": "drumandbass",
-}
 
 
 class NotEnoughExamples(GenretagError):
     """Fewer than two genres have enough examples to learn from (or to cross-validate)."""
-
-
-# -- genre names ---------------------------------------------------------------------
-
-def _fold(name: str) -> str:
-    text = unicodedata.normalize("NFKD", str(name))
-    text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
-    text = text.replace("&", " and ")
-    tokens = ["and" if t == "n" else t for t in re.findall(r"[^\W_]+", text)]
-    key = "".join(tokens)
-    return _ALIASES.get(key, key)
-
-
-def _spelling(name: str) -> str:
-    """A name as the user wrote it, with outer and repeated whitespace removed."""
-    return " ".join(str(name).split())
-
-
-class GenreFolder:
-    """:func:`fold_genre` with a ``genre_map`` prepared once; also gives display spellings.
-
-    ``genre_map`` maps genre names (any spelling: its keys are folded too) to the name
-    they stand for, e.g. ``{"Electronica": "Electronic", "Prog": "Progressive Rock"}``;
-    it is applied once, not transitively.
-    """
-
-    def __init__(self, genre_map: Mapping[str, str] | None = None):
-        self._map = {_fold(k): _spelling(v) for k, v in (genre_map or {}).items()
-                     if _fold(k) and _fold(v)}
-
-    def spelling(self, name: str) -> str:
-        """The spelling ``name`` stands for: the map's target, else ``name`` tidied."""
-        return self._map.get(_fold(name), _spelling(name))
-
-    def __call__(self, name: str) -> str:
-        return _fold(self.spelling(name))
-
-
-def fold_genre(name: str, genre_map: Mapping[str, str] | None = None) -> str:
-    """The key under which spellings of one genre meet (``""`` for a blank name).
-
-    Case, accents, whitespace, punctuation and hyphens do not count; ``&`` and a lone
-    ``n`` (``Drum'n'Bass``) read as ``and``; a few abbreviations are expanded (``RnB``,
-    ``DnB``). So ``"Hip Hop"``, ``"hip-hop"`` and ``"HipHop"`` give ``"hiphop"``;
-    ``"Drum & Bass"``, ``"drum and bass"`` and ``"DnB"`` give ``"drumandbass"``.
-    ``genre_map`` (see :class:`GenreFolder`) is applied first.
-
-    >>> fold_genre("Post-Rock"), fold_genre("R&B")
-    ('postrock', 'randb')
-    >>> fold_genre("Electronica", {"electronica": "Electronic"})
-    'electronic'
-    """
-    return GenreFolder(genre_map)(name)
 
 
 # -- examples ------------------------------------------------------------------------
@@ -185,7 +125,7 @@ def prepare_examples(tracks: Sequence[Track], *, min_examples: int = 10,
                 keys.append(key)
             if key:
                 spellings.setdefault(key, Counter())[folder.spelling(name)] += 1
-        artist = _spelling(artist) if artist and _spelling(artist) else None
+        artist = tidy_name(artist) if artist and tidy_name(artist) else None
         merged[path] = (keys, old_artist or artist)
 
     candidates = {k for keys, _ in merged.values() for k in keys}

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .genre_names import fold_genre
+
 if TYPE_CHECKING:
     from .result import TrackPrediction
 
@@ -441,19 +443,17 @@ Row = tuple[str | None, float | None, Sequence[str] | None]
 [0, 1] or None, genres the user or another tool set, or None/empty when there are none)``."""
 
 
-def fold_genre(name: str) -> str:
-    """A user genre as compared with predictions: stripped and lower case."""
-    return name.strip().casefold()
-
-
 def library_overview(rows: Iterable[Row], *, classes: Sequence[str] | None = None,
                      threshold: float = 0.7,
                      aliases: Mapping[str, str] | None = None) -> Overview:
     """Summarise predictions and user-set genres: distribution, confidence, agreement, doubts.
 
-    A row's user genres agree when one of them, folded to lower case (and mapped through
-    ``aliases``), equals the predicted genre. A disagreeing row predicted with a confidence
-    of at least ``threshold`` is doubtful: its tags are the ones worth checking by hand.
+    A row's user genres agree when one of them (mapped through ``aliases``) is the
+    predicted genre, names compared folded (:func:`genretag.genre_names.fold_genre`:
+    ``Hip Hop`` is ``hiphop``, ``classical`` a personal model's ``Classical``). A user
+    genre is shown as the class it names, else in lower case. A disagreeing row predicted
+    with a confidence of at least ``threshold`` is doubtful: its tags are the ones worth
+    checking by hand.
 
     Parameters
     ----------
@@ -474,7 +474,14 @@ def library_overview(rows: Iterable[Row], *, classes: Sequence[str] | None = Non
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be within [0, 1], got {threshold!r}")
-    alias = {fold_genre(k): v for k, v in (aliases or {}).items()}
+    rows = list(rows)
+    # A user genre that names a class (of the vocabulary, or predicted here) is shown as it.
+    alias = {fold_genre(c): c for c in (*(classes or ()), *(r[0] for r in rows if r[0]))}
+    alias.update({fold_genre(k): v for k, v in (aliases or {}).items()})
+
+    def as_class(user_genre: str) -> str:
+        return alias.get(fold_genre(user_genre), user_genre.strip().casefold())
+
     distribution: Counter[str] = Counter({c: 0 for c in classes or ()})
     bins = [0] * 10
     agreement: dict[str, Counter[str]] = {}
@@ -490,12 +497,11 @@ def library_overview(rows: Iterable[Row], *, classes: Sequence[str] | None = Non
         n_predicted += 1
         distribution[genre] += 1
         bins[min(int(confidence * 10), 9)] += 1
-        folded = tuple(dict.fromkeys(
-            alias.get(fold_genre(u), fold_genre(u)) for u in user or () if u and u.strip()))
+        folded = tuple(dict.fromkeys(as_class(u) for u in user or () if u and fold_genre(u)))
         if not folded:
             continue
         n_user += 1
-        agrees = genre in folded
+        agrees = fold_genre(genre) in {fold_genre(u) for u in folded}
         n_agree += agrees
         agreement.setdefault(genre if agrees else folded[0], Counter())[genre] += 1
         if not agrees and confidence >= threshold:

@@ -66,6 +66,10 @@ def test_learn_then_tag_with_the_personal_vocabulary(library):
     items = library.items()
     assert all(items[f"beat {i}"].genres == ["Beat Music"] for i in range(12))
     assert all(items[f"pad {i}"].genres == ["ambient pads"] for i in range(12))
+    # ... and agree with the model learnt from them, whatever the case of its classes.
+    agreeing = [items[f"{kind} {i}"].get("genretag_agrees") for kind in ("beat", "pad")
+                for i in range(12)]
+    assert agreeing.count(True) >= 22, agreeing
 
     # Retraining on other examples gives another model id, so everything is re-tagged.
     for item in library.lib.items("title:pad"):

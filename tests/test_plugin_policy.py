@@ -193,10 +193,15 @@ def test_forced_run_record(tmp_path):
 
 def test_agreement_between_user_genres_and_the_prediction():
     aliases = class_aliases({**DEFAULT_GENRE_MAP, "disco": ""})
-    assert aliases["hip-hop"] == "hiphop" and "disco" not in aliases
+    assert aliases["hiphop"] == "hiphop" and "disco" not in aliases
     assert agrees(["  HIP-HOP "], "hiphop", aliases) is True
     assert agrees(["Jazz", "hiphop"], "hiphop", aliases) is True  # a class name as such
     assert agrees(["Shoegaze"], "hiphop", aliases) is False
+    assert agrees(["Rap"], "hiphop", class_aliases({"hiphop": "Rap"})) is True
+    # A personal model's classes are spelt as the user spelt them; lastfm's are tags.
+    assert agrees(["classical"], "Classical", {}) is True
+    assert agrees(["post rock"], "Post-Rock", {}) is True
+    assert agrees(["R&B"], "rnb", {}) is True and agrees(["Rock"], "Classical", {}) is False
     assert agrees([], "hiphop", aliases) is None and agrees([" "], "jazz", aliases) is None
     settings = Settings()
     assert user_genres(Item(genres=["Jazz"], genretag_genres=["Jazz"]), settings) == []

@@ -10,6 +10,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from genretag.genre_names import fold_genre
+
 if TYPE_CHECKING:
     from beets.library import Album, Item
 
@@ -107,13 +109,9 @@ def genretag_set(obj: Item | Album, settings: Settings) -> list[str] | None:
     return settings.pick(probs) or None if probs else None
 
 
-def fold_genre(name: str) -> str:
-    """A genre name as compared with a prediction: stripped and lower case."""
-    return name.strip().casefold()
-
-
 def class_aliases(genre_map: dict[str, str]) -> dict[str, str]:
-    """Folded display name -> model class, so that ``Hip-Hop`` counts as ``hiphop``."""
+    """Folded display name -> model class, so that a stored display name counts as its
+    class (``genre_map: {hiphop: Rap}``: ``Rap`` is ``hiphop``)."""
     return {fold_genre(name): cls for cls, name in genre_map.items() if name}
 
 
@@ -130,11 +128,12 @@ def user_genres(obj: Item | Album, settings: Settings) -> list[str]:
 def agrees(users: list[str], genre: str, aliases: dict[str, str]) -> bool | None:
     """Whether one of the user-set genres ``users`` is the predicted class ``genre``.
 
-    Names are folded (:func:`fold_genre`) and mapped through ``aliases``; ``None`` when
-    there are no user-set genres to agree or disagree.
+    Names are mapped through ``aliases`` and compared folded (:func:`fold_genre`:
+    ``Hip Hop`` is ``hiphop``, ``classical`` is a personal model's ``Classical``);
+    ``None`` when there are no user-set genres to agree or disagree.
     """
-    folded = {aliases.get(fold_genre(u), fold_genre(u)) for u in users if u.strip()}
-    return (genre in folded) if folded else None
+    keys = {fold_genre(aliases.get(fold_genre(u), u)) for u in users if fold_genre(u)}
+    return (fold_genre(genre) in keys) if keys else None
 
 
 def change_line(obj: Item | Album, old: list[str], new: list[str], confidence: float) -> str:
