@@ -27,7 +27,7 @@ from genretag.audio import decode
 from .plugin_support import (FORMATS, SUMMARY, Beets, counts, file_state, genres_in, make_track,
                              read_tags, summary, temp_files, without_genre)
 
-DONE_LINE = re.compile(r"^genretag: .* → .* \([01]\.\d\d\)$")  # one item stored
+DONE_LINE = re.compile(r"^genretag: .* → .* \((.* )?[01]\.\d\d(; .*)?\)$")  # one item stored
 
 N_TRACKS = 100
 TRIALS = 12

@@ -90,6 +90,14 @@ def test_change_line():
     album = Album(albumartist="Slayer", album="Reign in Blood")
     assert (change_line(album, ["Thrash", "Metal"], ["Metal"], 0.5)
             == "Slayer - Reign in Blood: Thrash, Metal → Metal (0.50)")
+    # A prediction that is not stored says so, next to its own confidence.
+    assert (change_line(item, ["Pop"], ["Pop"], 0.49, predicted="Rock",
+                        why="your genres kept")
+            == "Nina Simone - Sinnerman: Pop → Pop (Rock 0.49; your genres kept)")
+    assert (change_line(item, [], [], 0.45, predicted="Jazz", why="below the cut")
+            == "Nina Simone - Sinnerman: (none) → (none) (Jazz 0.45; below the cut)")
+    assert change_line(item, [], ["Jazz"], 0.9, predicted="Jazz") \
+        == "Nina Simone - Sinnerman: (none) → Jazz (0.90)"
 
 
 def test_silence_is_recognised_in_both_shapes_the_core_reports_it():

@@ -420,7 +420,11 @@ class GenretagPlugin(BeetsPlugin):
         pick = run.genres(probs) if genres is None else genres
         new, ours = new_genres(current, pick, ours=genretag_set(obj, run.settings),
                                overwrite=run.overwrite)
-        line = change_line(obj, current, new, max(probs.values()))
+        top = max(probs, key=probs.__getitem__)
+        line = change_line(obj, current, new, probs[top],
+                           predicted=run.settings.genre_map.get(top, top) or top,
+                           why=("below the cut" if not pick else
+                                "your genres kept" if not ours else ""))
         if run.pretend:
             print_above(line)
             return True

@@ -136,14 +136,22 @@ def agrees(users: list[str], genre: str, aliases: dict[str, str]) -> bool | None
     return (fold_genre(genre) in keys) if keys else None
 
 
-def change_line(obj: Item | Album, old: list[str], new: list[str], confidence: float) -> str:
-    """``artist - title: old genres → new genres (confidence)``; for an album, its artist."""
+def change_line(obj: Item | Album, old: list[str], new: list[str], confidence: float, *,
+                predicted: str = "", why: str = "") -> str:
+    """``artist - title: old genres → new genres (confidence)``; for an album, its artist.
+
+    When the prediction is not among the new genres, ``predicted`` (its display name)
+    and ``why`` say so: ``Pop → Pop (Rock 0.49; your genres kept)``.
+    """
     from beets.library import Album
 
     name = (f"{obj.albumartist} - {obj.album}" if isinstance(obj, Album)
             else f"{obj.artist} - {obj.title}")
     before, after = ", ".join(old) or "(none)", ", ".join(new) or "(none)"
-    return f"{name}: {before} → {after} ({confidence:.2f})"
+    note = f"{confidence:.2f}"
+    if predicted and predicted not in new:
+        note = f"{predicted} {note}" + (f"; {why}" if why else "")
+    return f"{name}: {before} → {after} ({note})"
 
 
 pretend_line = change_line
