@@ -167,7 +167,7 @@ def _not_enough(ex: Examples) -> str:
     have = ", ".join(f"{c} {n}" for c, n in ex.counts.items()) or "none"
     short = ", ".join(f"{c} {n}" for c, n in ex.left_out.items()) or "none"
     return (f"not enough to learn from: at least two genres need {ex.min_examples} examples "
-            f"each (--min-examples); genres with enough: {have}; with too few: {short}")
+            f"each; genres with enough: {have}; with too few: {short}")
 
 
 # -- embeddings ----------------------------------------------------------------------
@@ -625,6 +625,7 @@ def write_personal_model(out_dir: str | os.PathLike, head, classes: Sequence[str
         tensors = {k: v.detach().float().contiguous() for k, v in head.state_dict().items()}
         save_file(tensors, str(tmp / HEAD_FILE),
                   metadata={"classes": json.dumps(classes, ensure_ascii=False)})
+        os.chmod(tmp / HEAD_FILE, 0o644)  # readable like the card (safetensors writes 0600)
         sha = sha256_file(tmp / HEAD_FILE)
         card = {
             "format": CARD_FORMAT,
@@ -737,14 +738,19 @@ def learn_from_csv(labels_csv: str | os.PathLike, out_dir: str | os.PathLike, *,
     torch.set_num_threads(max(1, jobs))
     try:
         tracks = read_labels_csv(labels_csv)
-        learn_personal_model(tracks, out_dir, min_examples=min_examples, folds=folds,
-                             cache=cache, max_slices=max_slices, genre_map=genre_map,
-                             source=Path(labels_csv).name, log=log, out=out)
+        card = learn_personal_model(tracks, out_dir, min_examples=min_examples, folds=folds,
+                                    cache=cache, max_slices=max_slices, genre_map=genre_map,
+                                    source=Path(labels_csv).name, log=log, out=out)
+    except NotEnoughExamples as exc:
+        log(f"genretag: {exc} (--min-examples sets how many)")
+        return 1
     except GenretagError as exc:
         log(f"genretag: {exc}")
         return 1
     finally:
         torch.set_num_threads(threads)
+    out(f"wrote {out_dir}: model {card['model_id']}/{card['version']}, "
+        f"{len(card['classes'])} genres from {card['n_examples']} tracks")
     return 0
 
 
@@ -827,6 +833,4 @@ def learn_personal_model(tracks: Sequence[Track], out_dir: str | os.PathLike, *,
     card = write_personal_model(out_dir, head, examples.classes, report, len(examples),
                                 backbone.sha256, keys=examples.keys, training=training,
                                 max_slices=max_slices)
-    out(f"wrote {out_dir}: model {card['model_id']}/{card['version']}, "
-        f"{len(examples.classes)} genres from {len(examples)} tracks")
     return card

@@ -256,6 +256,7 @@ def test_learnt_model_loads_verified_and_classifies(learnt, library):
     assert card["class_keys"] == ["ambientpads", "beatmusic"]
     assert card["vocabulary"] == "personal" and card["n_examples"] == 2 * PER_GENRE
     assert card["training"]["artist_balanced"] is True    # the labels name artists
+    assert {(model_dir / n).stat().st_mode & 0o777 for n in (HEAD_FILE, CARD_NAME)} == {0o644}
     assert card["backbone"]["sha256"] == model.backbone.sha256
     head_sha = sha256_file(model_dir / HEAD_FILE)
     assert card["files"] == [{"path": HEAD_FILE, "sha256": head_sha}]
@@ -304,6 +305,7 @@ def test_too_few_examples_exit_1_with_a_clear_message(library, tmp_path):
     assert status == 1
     assert len(log) == 1 and log[0].startswith("genretag: not enough to learn from")
     assert "Beat-Music 13" in log[0] and "Ambient Pads 1" in log[0]
+    assert log[0].endswith("(--min-examples sets how many)")
     assert not (tmp_path / "model").exists()
 
 

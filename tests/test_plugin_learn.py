@@ -48,7 +48,8 @@ def library(tmp_path):
 def test_learn_then_tag_with_the_personal_vocabulary(library):
     out = library.run("genretag", "--learn")
     text = out.stdout
-    assert "learning from 24 items" in text  # the 10 genretag-set items are not examples
+    assert ("learning from 24 items with genres set by you or other plugins (not from 10 "
+            "with genres genretag set and 2 without genres)") in text
     assert "Beat Music" in text and "ambient pads" in text and "Disco" not in text
     assert "Cross-validation: " in text and "recall" in text
     assert "always guessing the commonest genre" in text
@@ -91,5 +92,24 @@ def test_too_few_examples_is_a_clear_error(library):
     for item in library.lib.items("title:pad"):
         item.genres = []
         item.store()
-    with pytest.raises(ui.UserError, match="fewer than two genres|at least two genres|two genres"):
+    with pytest.raises(ui.UserError, match="at least two genres need 10 examples.*"
+                                           "the `min_examples` option") as raised:
         library.run("genretag", "--learn")
+    assert "--min-examples" not in str(raised.value)  # a flag of `genretag learn`, not beets'
+
+
+def test_min_examples_is_an_option(library):
+    from beets import ui
+
+    library.configure(auto=False, min_examples=13)   # 12 beats and 12 pads: too few
+    with pytest.raises(ui.UserError, match="at least two genres need 13 examples"):
+        library.run("genretag", "--learn")
+
+
+def test_the_personal_vocabulary_before_any_learning_says_what_to_do(library):
+    from beets import ui
+
+    library.configure(auto=False, vocabulary="personal")
+    with pytest.raises(ui.UserError, match=r"no personal model there yet; learn one with "
+                                           r"`beet genretag --learn`"):
+        library.run("genretag")

@@ -133,7 +133,7 @@ def test_defaults_are_the_documented_ones():
         "auto": True, "vocabulary": "genres", "personal_model": "", "canonical": False,
         "count": 1, "min_confidence": None, "overwrite": False, "force": False,
         "album_consistent": False, "max_slices": 10, "adaptive": True, "jobs": 1,
-        "timeout": 120.0,
+        "timeout": 120.0, "min_examples": 10,
         "genre_map": DEFAULT_GENRE_MAP}
     settings, problems = read_settings(defaults())
     assert problems == [] and settings == Settings()
@@ -169,7 +169,7 @@ def test_warnings_for_unknown_options_and_classes():
     assert config_warnings(values, CLASSES) == [
         "genretag.forse is not an option of this plugin; it is ignored (options: "
         "adaptive, album_consistent, auto, canonical, count, force, genre_map, jobs, max_slices, "
-        "min_confidence, overwrite, personal_model, timeout, vocabulary)",
+        "min_confidence, min_examples, overwrite, personal_model, timeout, vocabulary)",
         "genretag.genre_map: 'disko' is not a class of the model; it is ignored (classes: "
         + ", ".join(CLASSES) + ")"]
     assert config_warnings(defaults(), CLASSES) == []

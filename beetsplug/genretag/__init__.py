@@ -197,22 +197,31 @@ class GenretagPlugin(BeetsPlugin):
         from dataclasses import replace
 
         from genretag import GenretagError
-        from genretag.learning import learn_personal_model
+        from genretag.learning import NotEnoughExamples, learn_personal_model
 
+        items = list(lib.items(query))
+        without = sum(1 for item in items if not item.genres)
+        ours = sum(1 for item in items
+                   if item.genres and genretag_set(item, self.settings) == list(item.genres))
         tracks = [(item.filepath, list(item.genres), item.get("artist") or None)
-                  for item in lib.items(query)
+                  for item in items
                   if item.genres and genretag_set(item, self.settings) != list(item.genres)]
         out_dir, _ = model_location(replace(self.settings, vocabulary="personal"),
                                     config.config_dir())
+        skipped = [f"{n} {what}" for n, what in ((ours, "with genres genretag set"),
+                                                 (without, "without genres")) if n]
         ui.print_(f"genretag: learning from {len(tracks)} items with genres set by you or "
-                  "other plugins")
+                  "other plugins" + (f" (not from {' and '.join(skipped)})" if skipped else ""))
         try:
             with progress_bar(len(tracks), enabled=sys.stderr.isatty()) as bar:
                 card = learn_personal_model(
                     tracks, out_dir, cache=embedding_cache_path(lib),
+                    min_examples=self.settings.min_examples,
                     max_slices=self.settings.max_slices, genre_map=self.settings.genre_map,
                     source="beets library", progress=lambda _: bar.update(),
                     log=lambda line: print_above(line), out=ui.print_)
+        except NotEnoughExamples as exc:
+            raise ui.UserError(f"{exc} (the `min_examples` option sets how many)") from None
         except GenretagError as exc:
             raise ui.UserError(str(exc)) from None
         ui.print_(f"genretag: saved {card['model_id']} ({len(card['classes'])} genres) in "
@@ -402,10 +411,15 @@ class GenretagPlugin(BeetsPlugin):
 
     def _model_settings(self) -> Settings:
         """The settings completed by the configured model's card (cut, display names)."""
-        from genretag.model import model_dir, read_card
+        from genretag import GenretagError
+        from genretag.model import CARD_NAME, model_dir, read_card
 
         weights, vocabulary = self._where()
-        return self.settings.for_model(read_card(model_dir(weights, vocabulary=vocabulary)))
+        directory = model_dir(weights, vocabulary=vocabulary)
+        if self.settings.vocabulary == "personal" and not (Path(directory) / CARD_NAME).exists():
+            raise GenretagError(f"{directory}: no personal model there yet; learn one with "
+                                "`beet genretag --learn` (or point `personal_model` at one)")
+        return self.settings.for_model(read_card(directory))
 
     def _apply(self, lib: Library, obj: Item | Album, probs: Distribution, model_id: str,
                run: Options, *, genres: list[str] | None = None) -> bool:
@@ -441,7 +455,8 @@ class GenretagPlugin(BeetsPlugin):
                 try:
                     write_genres(obj, new)
                 except FileOperationError as exc:
-                    self._log.error("cannot write genres to {}: {}; item left unchanged",
+                    self._log.error("cannot write genres to {}: {}; item left unchanged "
+                                    "(-W stores them in the library only)",
                                     obj.filepath, exc.reason)
                     return False
             if agreement is None:

@@ -111,6 +111,7 @@ class Settings:
     adaptive: bool = option(True, boolean)               # stop a track early once clear
     jobs: int = option(1, integer(1))                    # worker processes for `beet genretag`
     timeout: float = option(120.0, number(low=0.0, open_low=True))  # seconds per file
+    min_examples: int = option(10, integer(1))           # --learn: examples a genre needs
     genre_map: dict = option(DEFAULT_GENRE_MAP, genre_names)  # class -> name in `genres`
 
     def pick(self, probs: Distribution) -> list[str]:
