@@ -455,8 +455,8 @@ class GenretagPlugin(BeetsPlugin):
                 try:
                     write_genres(obj, new)
                 except FileOperationError as exc:
-                    self._log.error("cannot write genres to {}: {}; item left unchanged "
-                                    "(-W stores them in the library only)",
+                    self._log.error("cannot write genres to {}: {} (-W stores genres in the "
+                                    "library only); item left unchanged",
                                     obj.filepath, exc.reason)
                     return False
             if agreement is None:
