@@ -477,7 +477,10 @@ def library_overview(rows: Iterable[Row], *, classes: Sequence[str] | None = Non
     rows = list(rows)
     # A user genre that names a class (of the vocabulary, or predicted here) is shown as it.
     alias = {fold_genre(c): c for c in (*(classes or ()), *(r[0] for r in rows if r[0]))}
-    alias.update({fold_genre(k): v for k, v in (aliases or {}).items()})
+    # (an alias naming no class of the vocabulary, e.g. the genre head's display names
+    # under a personal model, is left out)
+    alias.update({fold_genre(k): v for k, v in (aliases or {}).items()
+                  if not classes or v in classes})
 
     def as_class(user_genre: str) -> str:
         return alias.get(fold_genre(user_genre), user_genre.strip().casefold())

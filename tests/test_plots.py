@@ -280,6 +280,11 @@ def test_a_personal_vocabulary_agrees_whatever_the_spelling():
                                                                          "Classical": 1}}
     assert not any(o.unknown(u) for u in o.agreement)
     assert o.doubtful == (Doubt(2, "Classical", 0.95, ("Post-Rock",)),)
+    # The genre head's display names (the plugin's default genre_map) name none of these
+    # classes: they do not turn the user's "Pop" into the genre head's "pop".
+    o = library_overview([("Rock", 0.5, ["Pop"])], classes=["Pop", "Rock"],
+                         aliases={"Pop": "pop", "Rock": "rock"})
+    assert o.agreement == {"Pop": {"Rock": 1}} and not o.unknown("Pop")
 
 
 @pytest.mark.parametrize("confidence, bin_", [(0.0, 0), (0.0999, 0), (0.1, 1), (0.5, 5),
