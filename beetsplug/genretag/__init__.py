@@ -199,13 +199,14 @@ class GenretagPlugin(BeetsPlugin):
         from genretag import GenretagError
         from genretag.learning import NotEnoughExamples, learn_personal_model
 
-        items = list(lib.items(query))
-        without = sum(1 for item in items if not item.genres)
-        ours = sum(1 for item in items
-                   if item.genres and genretag_set(item, self.settings) == list(item.genres))
-        tracks = [(item.filepath, list(item.genres), item.get("artist") or None)
-                  for item in items
-                  if item.genres and genretag_set(item, self.settings) != list(item.genres)]
+        tracks, ours, without = [], 0, 0
+        for item in lib.items(query):
+            if not item.genres:
+                without += 1
+            elif genretag_set(item, self.settings) == list(item.genres):
+                ours += 1
+            else:
+                tracks.append((item.filepath, list(item.genres), item.get("artist") or None))
         out_dir, _ = model_location(replace(self.settings, vocabulary="personal"),
                                     config.config_dir())
         skipped = [f"{n} {what}" for n, what in ((ours, "with genres genretag set"),
