@@ -55,7 +55,6 @@ HEAD_VIEWS = ("penultimate",)
 DEFAULT_L2 = 1.0
 
 
-
 class NotEnoughExamples(GenretagError):
     """Fewer than two genres have enough examples to learn from (or to cross-validate)."""
 
