@@ -475,10 +475,10 @@ def library_overview(rows: Iterable[Row], *, classes: Sequence[str] | None = Non
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be within [0, 1], got {threshold!r}")
     rows = list(rows)
-    # A user genre that names a class (of the vocabulary, or predicted here) is shown as it.
+    # A user genre naming a class (of the vocabulary, or predicted here) is shown as that
+    # class; an alias naming no class of the vocabulary (the genre head's display names
+    # under a personal model) is left out.
     alias = {fold_genre(c): c for c in (*(classes or ()), *(r[0] for r in rows if r[0]))}
-    # (an alias naming no class of the vocabulary, e.g. the genre head's display names
-    # under a personal model, is left out)
     alias.update({fold_genre(k): v for k, v in (aliases or {}).items()
                   if not classes or v in classes})
 
