@@ -328,6 +328,18 @@ def test_genres_genretag_set_follow_the_settings(beets, src, model):
     assert song2.genres == [] and read_genres(song2.filepath) == []
 
 
+def test_albums_of_lastfm_tracks_are_made_from_their_stored_predictions(beets, src):
+    # lastfm tags hold spaces ("indie rock"): the tracks' stored strings must read back
+    lib = beets(auto=False, vocabulary="lastfm")
+    lib.import_("-A", str(src))
+    assert summary(lib.run("genretag", "-W").stdout)["tagged"] == 5
+    out = lib.run("genretag", "-a", "-W").stdout
+    assert summary(out)["albums"] == 1
+    (album,) = lib.lib.albums()
+    assert album["genretag_model"].startswith("genretag-musicnn-msd-lastfm/")
+    assert "indie rock:" in album["genretag_probs"]  # every tag of the vocabulary
+
+
 def test_album_mode_and_album_consistent(beets, src, model, tmp_path):
     lib = beets(auto=False)
     lib.import_("-A", str(src))

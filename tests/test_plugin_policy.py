@@ -24,6 +24,10 @@ def test_probs_round_trip_through_the_stored_string():
     assert text == "blues:0.12 hiphop:0.50 rock:0.38"
     assert parse_probs(text) == {"blues": 0.12, "hiphop": 0.5, "rock": 0.38}
     assert parse_probs("") == {} and parse_probs("blues:x rock:0.1") == {}
+    # lastfm tags hold spaces; albums and resumed runs read their tracks' strings back
+    tags = {"rock": 0.5, "indie rock": 0.81, "hip-hop": 0.1, "progressive rock": 0.0}
+    assert parse_probs(format_probs(tags)) == tags
+    assert parse_probs("rock") == {} and parse_probs(":0.5") == {}
 
 
 def test_pick_genres_takes_top_k_above_threshold_through_the_map():

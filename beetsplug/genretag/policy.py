@@ -6,6 +6,7 @@ plugin class in ``__init__.py`` only orchestrates these.
 """
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,15 +33,20 @@ def format_probs(probs: Distribution) -> str:
     return " ".join(f"{genre}:{p:.2f}" for genre, p in probs.items())
 
 
+#: One ``class:probability`` entry of :func:`format_probs`; a class name may hold spaces
+#: (the ``lastfm`` tags: ``indie rock:0.81``), never a colon.
+_PROB_ENTRY = re.compile(r"\s*([^:\s][^:]*?):(\d+(?:\.\d+)?)(?=\s|$)")
+
+
 def parse_probs(text: str) -> Distribution:
     """Inverse of :func:`format_probs`; ``{}`` for empty or malformed text."""
-    probs = {}
-    for part in text.split():
-        genre, _, value = part.rpartition(":")
-        try:
-            probs[genre] = float(value)
-        except ValueError:
+    probs, pos, text = {}, 0, text.rstrip()
+    while pos < len(text):
+        entry = _PROB_ENTRY.match(text, pos)
+        if entry is None:
             return {}
+        probs[entry.group(1)] = float(entry.group(2))
+        pos = entry.end()
     return probs
 
 
