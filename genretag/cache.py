@@ -418,6 +418,29 @@ class EmbeddingCache:
 
         return self._run(write, 0)
 
+    def restamp(self, path: StrPath, before: os.stat_result) -> bool:
+        """Keep the analysis of a file whose tags were rewritten, its audio unchanged.
+
+        ``before`` is ``os.stat(path)`` taken just before the rewrite. Only an entry of
+        exactly that version (size, mtime) moves to the file's version now, so an entry
+        made before some other change stays stale and is analysed again. Returns whether
+        an entry moved. (The beets plugin calls it after writing a genre tag: otherwise
+        the next re-tag would decode every file it wrote.)
+        """
+        now = _identity(path)
+        if now is None:
+            return False
+        old = (before.st_size, before.st_mtime_ns)
+
+        def move(conn: sqlite3.Connection) -> bool:
+            with _transaction(conn):
+                return conn.execute(
+                    "UPDATE embeddings SET size = ?, mtime_ns = ?"
+                    " WHERE path = ? AND size = ? AND mtime_ns = ?",
+                    (*now, _key(path), *old)).rowcount > 0
+
+        return self._run(move, False)
+
     def prune(self, exists: Callable[[str], bool] = os.path.exists) -> int:
         """Delete the entries of files for which ``exists(path)`` is false; returns how many.
 

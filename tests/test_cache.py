@@ -131,6 +131,25 @@ def test_same_size_and_mtime_is_a_hit_even_if_the_bytes_differ(tmp_path, cache_p
         assert cache.get(song, slices_key=10) is not None
 
 
+def test_restamp_keeps_the_entry_of_a_file_whose_tags_were_rewritten(tmp_path, cache_path):
+    song = track(tmp_path)
+    with EmbeddingCache(cache_path, backbone_sha256=SHA) as cache:
+        assert put(cache, song)
+        before = song.stat()
+        song.write_bytes(song.read_bytes() + b"new tag")           # what a tag write does
+        assert cache.get(song, slices_key=10) is None               # stale without restamp
+        assert cache.restamp(song, before)
+        assert np.array_equal(cache.get(song, slices_key=10).embedding,
+                              emb().astype(np.float16))
+        # a version that is not the one analysed does not move: the audio may differ
+        other = song.stat()
+        song.write_bytes(song.read_bytes() + b"edited")
+        os.utime(song, ns=(other.st_atime_ns, other.st_mtime_ns + 10**9))
+        assert not cache.restamp(song, before)
+        assert cache.get(song, slices_key=10) is None
+        assert not cache.restamp(tmp_path / "gone.mp3", before)
+
+
 def test_file_changed_during_analysis_is_not_stored(tmp_path, cache_path):
     song = track(tmp_path)
     before = os.stat(song)

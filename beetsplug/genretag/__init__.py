@@ -454,12 +454,18 @@ class GenretagPlugin(BeetsPlugin):
                 # run stops here and the file is not touched.
                 tx.mutate("UPDATE items SET id = id WHERE id = ?", (obj.id,))
                 try:
+                    before = os.stat(obj.filepath)
+                except OSError:
+                    before = None  # write_genres names the problem
+                try:
                     write_genres(obj, new)
                 except FileOperationError as exc:
                     self._log.error("cannot write genres to {}: {} (-W stores genres in the "
                                     "library only); item left unchanged",
                                     obj.filepath, exc.reason)
                     return False
+                if before is not None:
+                    self._restamp(lib, obj.filepath, before)
             if agreement is None:
                 if "genretag_agrees" in obj:
                     del obj["genretag_agrees"]
@@ -474,6 +480,18 @@ class GenretagPlugin(BeetsPlugin):
                 obj.store()
         self._log.info("{}", line)
         return True
+
+    def _restamp(self, lib: Library, path: str, before: os.stat_result) -> None:
+        """The file's audio is what was analysed, only its genre tag changed: keep its
+        cached analysis valid, so that a re-tag with another model decodes nothing."""
+        if self._cache is None or str(self._cache.path) != embedding_cache_path(lib):
+            from genretag.cache import EmbeddingCache
+            from genretag.model import model_dir, read_card
+
+            weights, vocabulary = self._where()
+            sha = read_card(model_dir(weights, vocabulary=vocabulary))["backbone"]["sha256"]
+            self._cache = EmbeddingCache(embedding_cache_path(lib), backbone_sha256=sha)
+        self._cache.restamp(path, before)
 
     def _store_silent(self, lib: Library, item: Item, model_id: str, run: Options) -> None:
         """Record that ``item`` was analysed and is silent; its genres and file stay."""
