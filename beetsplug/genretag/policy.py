@@ -6,6 +6,7 @@ plugin class in ``__init__.py`` only orchestrates these.
 """
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -149,13 +150,15 @@ def change_line(obj: Item | Album, old: list[str], new: list[str], confidence: f
     When the prediction is not among the new genres, ``predicted`` (its display name)
     and ``why`` say so: ``Pop → Pop (Rock 0.49; your genres kept)``.
     """
-    from beets.library import Album
+    from beets.library import Album, Item
 
     name = (f"{obj.albumartist} - {obj.album}" if isinstance(obj, Album)
             else f"{obj.artist} - {obj.title}")
+    if not name.replace(" - ", "").strip() and isinstance(obj, Item):
+        name = os.path.basename(obj.filepath)  # an untagged file: its name tells it apart
     before, after = ", ".join(old) or "(none)", ", ".join(new) or "(none)"
     note = f"{confidence:.2f}"
-    if predicted and predicted not in new:
+    if predicted and fold_genre(predicted) not in {fold_genre(g) for g in new}:
         note = f"{predicted} {note}" + (f"; {why}" if why else "")
     return f"{name}: {before} → {after} ({note})"
 
