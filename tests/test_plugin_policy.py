@@ -103,8 +103,9 @@ def test_change_line():
     assert change_line(item, [], ["Jazz"], 0.9, predicted="Jazz") \
         == "Nina Simone - Sinnerman: (none) → Jazz (0.90)"
     # the user's spelling of the predicted genre is no disagreement
-    assert change_line(item, ["Hip Hop"], ["Hip Hop"], 0.95, predicted="Hip-Hop",
-                       why="your genres kept") == "Nina Simone - Sinnerman: Hip Hop → Hip Hop (0.95)"
+    assert (change_line(item, ["Hip Hop"], ["Hip Hop"], 0.95, predicted="Hip-Hop",
+                        why="your genres kept")
+            == "Nina Simone - Sinnerman: Hip Hop → Hip Hop (0.95)")
     untagged = Item(path=b"/music/untagged/track07.flac")
     assert change_line(untagged, [], ["Jazz"], 0.77) == "track07.flac: (none) → Jazz (0.77)"
 
