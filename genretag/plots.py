@@ -438,9 +438,11 @@ class Overview:
         return rows, cols, counts
 
 
-Row = tuple[str | None, float | None, Sequence[str] | None]
+Row = tuple  # (str | None, float | None, Sequence[str] | None[, Sequence[str]])
 """One item for :func:`library_overview`: ``(predicted genre or None, its confidence in
-[0, 1] or None, genres the user or another tool set, or None/empty when there are none)``."""
+[0, 1] or None, genres the user or another tool set, or None/empty when there are none)``,
+optionally followed by the genres the prediction lists (a multi-label vocabulary's tags
+over its cut): a user genre among those agrees too."""
 
 
 def library_overview(rows: Iterable[Row], *, classes: Sequence[str] | None = None,
@@ -449,7 +451,7 @@ def library_overview(rows: Iterable[Row], *, classes: Sequence[str] | None = Non
     """Summarise predictions and user-set genres: distribution, confidence, agreement, doubts.
 
     A row's user genres agree when one of them (mapped through ``aliases``) is the
-    predicted genre, names compared folded (:func:`genretag.genre_names.fold_genre`:
+    predicted genre or one the row lists, names compared folded (:func:`genretag.genre_names.fold_genre`:
     ``Hip Hop`` is ``hiphop``, ``classical`` a personal model's ``Classical``). A user
     genre is shown as the class it names, else in lower case. A disagreeing row predicted
     with a confidence of at least ``threshold`` is doubtful: its tags are the ones worth
@@ -490,7 +492,9 @@ def library_overview(rows: Iterable[Row], *, classes: Sequence[str] | None = Non
     agreement: dict[str, Counter[str]] = {}
     doubts = []
     n_rows = n_predicted = n_user = n_agree = 0
-    for index, (genre, confidence, user) in enumerate(rows):
+    for index, row in enumerate(rows):
+        genre, confidence, user = row[:3]
+        listed = row[3] if len(row) > 3 else ()
         n_rows += 1
         if genre is None:
             continue
@@ -504,7 +508,8 @@ def library_overview(rows: Iterable[Row], *, classes: Sequence[str] | None = Non
         if not folded:
             continue
         n_user += 1
-        agrees = fold_genre(genre) in {fold_genre(u) for u in folded}
+        agrees = bool({fold_genre(u) for u in folded}
+                      & {fold_genre(as_class(g)) for g in (genre, *listed)})
         n_agree += agrees
         agreement.setdefault(genre if agrees else folded[0], Counter())[genre] += 1
         if not agrees and confidence >= threshold:

@@ -287,6 +287,15 @@ def test_a_personal_vocabulary_agrees_whatever_the_spelling():
     assert o.agreement == {"Pop": {"Rock": 1}} and not o.unknown("Pop")
 
 
+def test_a_multi_label_prediction_agrees_through_any_genre_it_lists():
+    rows = [("dance", 0.9, ["Electronic"], ["Dance", "Electronic"]),   # listed second
+            ("indie rock", 0.85, ["Rock"], ["Rock"]),                 # a canonical parent
+            ("dance", 0.89, ["Jazz"], ["Dance"])]                     # not listed: doubtful
+    o = library_overview(rows, classes=["dance", "electronic", "indie rock", "jazz", "rock"])
+    assert o.n_agree == 2
+    assert [d.index for d in o.doubtful] == [2]
+
+
 @pytest.mark.parametrize("confidence, bin_", [(0.0, 0), (0.0999, 0), (0.1, 1), (0.5, 5),
                                               (0.95, 9), (1.0, 9)])
 def test_confidence_bins_of_a_tenth(confidence, bin_):

@@ -220,6 +220,10 @@ def test_agreement_between_user_genres_and_the_prediction():
     assert agrees(["classical"], "Classical", {}) is True
     assert agrees(["post rock"], "Post-Rock", {}) is True
     assert agrees(["R&B"], "rnb", {}) is True and agrees(["Rock"], "Classical", {}) is False
+    # A multi-label prediction agrees through any genre it lists (lastfm; canonical parents)
+    assert agrees(["Electronic"], "dance", {}, listed=["Dance", "Electronic"]) is True
+    assert agrees(["Rock"], "indie rock", {}, listed=["Rock", "Electronic"]) is True
+    assert agrees(["Jazz"], "dance", {}, listed=["Dance", "Electronic"]) is False
     assert agrees([], "hiphop", aliases) is None and agrees([" "], "jazz", aliases) is None
     settings = Settings()
     assert user_genres(Item(genres=["Jazz"], genretag_genres=["Jazz"]), settings) == []

@@ -233,12 +233,17 @@ class GenretagPlugin(BeetsPlugin):
         """``beet genretag --stats [-a] [--plot OUT.png] [QUERY]``: print (and draw) the
         overview of the matching items' stored predictions (with ``-a``: of the tracks of
         the matching albums). Loads no model and changes nothing."""
+        from genretag import GenretagError
+
         from . import stats
 
         items = ([i for a in lib.albums(query) for i in a.items()] if album
                  else lib.items(query))
-        overview, labels = stats.library_stats(items, self.settings,
-                                               _model_classes(self.settings))
+        try:  # the model's display names and cut decide what a prediction lists
+            settings = self._model_settings()
+        except GenretagError:
+            settings = self.settings
+        overview, labels = stats.library_stats(items, settings, _model_classes(self.settings))
         ui.print_(stats.report(overview, labels))
         if plot is not None:
             title = "genretag: " + (" ".join(query) or "the whole library") \
@@ -446,7 +451,8 @@ class GenretagPlugin(BeetsPlugin):
         fields = {**result_fields(probs, model_id, new if ours else None),
                   "genretag_tagged": time.time(), "genres": new}
         genre = fields["genretag_genre"]
-        agreement = agrees([] if ours else new, genre, class_aliases(run.settings.genre_map))
+        agreement = agrees([] if ours else new, genre, class_aliases(run.settings.genre_map),
+                           listed=run.genres(probs))
         written = run.write and isinstance(obj, Item) and (new != current or run.force)
         with lib.transaction() as tx:
             if written:

@@ -132,15 +132,19 @@ def user_genres(obj: Item | Album, settings: Settings) -> list[str]:
     return [] if ours is not None and current == ours else current
 
 
-def agrees(users: list[str], genre: str, aliases: dict[str, str]) -> bool | None:
-    """Whether one of the user-set genres ``users`` is the predicted class ``genre``.
+def agrees(users: list[str], genre: str, aliases: dict[str, str],
+           listed: list[str] = ()) -> bool | None:
+    """Whether one of the user-set genres ``users`` is the predicted class ``genre`` or
+    one of the genres the prediction ``listed`` (what genretag would store: several
+    tags for ``lastfm``, their parents with ``canonical``).
 
     Names are mapped through ``aliases`` and compared folded (:func:`fold_genre`:
     ``Hip Hop`` is ``hiphop``, ``classical`` is a personal model's ``Classical``);
     ``None`` when there are no user-set genres to agree or disagree.
     """
     keys = {fold_genre(aliases.get(fold_genre(u), u)) for u in users if fold_genre(u)}
-    return (fold_genre(genre) in keys) if keys else None
+    predicted = {fold_genre(g) for g in (genre, *listed)}
+    return bool(keys & predicted) if keys else None
 
 
 def change_line(obj: Item | Album, old: list[str], new: list[str], confidence: float, *,

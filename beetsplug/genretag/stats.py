@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .policy import SILENT, class_aliases, user_genres
+from .policy import SILENT, class_aliases, parse_probs, user_genres
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -29,7 +29,8 @@ def overview_rows(items: Iterable[Item], settings: Settings) -> tuple[list[Row],
     """One :data:`genretag.plots.Row` and one ``artist - title`` label per item.
 
     Items without a prediction (not tagged yet, silent) have genre and confidence
-    ``None``; user-set genres are those genretag did not set (:func:`user_genres`).
+    ``None``; user-set genres are those genretag did not set (:func:`user_genres`); the
+    genres a prediction lists are what ``settings`` pick from its stored distribution.
     """
     rows, labels = [], []
     for item in items:
@@ -37,7 +38,8 @@ def overview_rows(items: Iterable[Item], settings: Settings) -> tuple[list[Row],
         confidence = item.get("genretag_confidence")
         if not item.get("genretag_model") or genre == SILENT or confidence is None:
             genre = confidence = None
-        rows.append((genre, confidence, user_genres(item, settings)))
+        listed = settings.pick(parse_probs(item.get("genretag_probs", ""))) if genre else []
+        rows.append((genre, confidence, user_genres(item, settings), listed))
         labels.append(f"{item.artist} - {item.title}")
     return rows, labels
 
