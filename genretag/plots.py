@@ -451,11 +451,11 @@ def library_overview(rows: Iterable[Row], *, classes: Sequence[str] | None = Non
     """Summarise predictions and user-set genres: distribution, confidence, agreement, doubts.
 
     A row's user genres agree when one of them (mapped through ``aliases``) is the
-    predicted genre or one the row lists, names compared folded (:func:`genretag.genre_names.fold_genre`:
-    ``Hip Hop`` is ``hiphop``, ``classical`` a personal model's ``Classical``). A user
-    genre is shown as the class it names, else in lower case. A disagreeing row predicted
-    with a confidence of at least ``threshold`` is doubtful: its tags are the ones worth
-    checking by hand.
+    predicted genre or one the row lists, names compared folded
+    (:func:`genretag.genre_names.fold_genre`: ``Hip Hop`` is ``hiphop``, ``classical`` a
+    personal model's ``Classical``). A user genre is shown as the class it names, else in
+    lower case. A disagreeing row predicted with a confidence of at least ``threshold`` is
+    doubtful: its tags are the ones worth checking by hand.
 
     Parameters
     ----------
