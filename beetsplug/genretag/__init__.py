@@ -437,7 +437,8 @@ class GenretagPlugin(BeetsPlugin):
         so an item marked done always has the genres of its file.
         """
         current = list(obj.genres)
-        pick = run.genres(probs) if genres is None else genres
+        listed = run.genres(probs)  # what this prediction names (also for agreement)
+        pick = listed if genres is None else genres
         new, ours = new_genres(current, pick, ours=genretag_set(obj, run.settings),
                                overwrite=run.overwrite)
         top = max(probs, key=probs.__getitem__)
@@ -450,9 +451,8 @@ class GenretagPlugin(BeetsPlugin):
             return True
         fields = {**result_fields(probs, model_id, new if ours else None),
                   "genretag_tagged": time.time(), "genres": new}
-        genre = fields["genretag_genre"]
-        agreement = agrees([] if ours else new, genre, class_aliases(run.settings.genre_map),
-                           listed=run.genres(probs))
+        agreement = agrees([] if ours else new, top, class_aliases(run.settings.genre_map),
+                           listed=listed)
         written = run.write and isinstance(obj, Item) and (new != current or run.force)
         with lib.transaction() as tx:
             if written:
