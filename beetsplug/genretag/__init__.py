@@ -385,7 +385,8 @@ class GenretagPlugin(BeetsPlugin):
             model = self._load_model()
             yield from classify_files(paths, model, max_slices=run.settings.max_slices,
                                       adaptive=run.settings.adaptive,
-                                      cache=self._open_cache(cache_path, model))
+                                      cache=self._open_cache(cache_path,
+                                                             lambda: model.backbone.sha256))
         else:
             from genretag.workers import classify_parallel
 
@@ -394,14 +395,15 @@ class GenretagPlugin(BeetsPlugin):
                                          timeout_s=run.settings.timeout, weights_dir=weights,
                                          vocabulary=vocabulary, cache_path=cache_path)
 
-    def _open_cache(self, cache_path: str | None, model: GenreModel):
-        """The embedding cache for in-process classification (kept open for the session)."""
+    def _open_cache(self, cache_path: str | None, backbone_sha256: Callable[[], str]):
+        """The embedding cache at ``cache_path`` (kept open for the session), opened for
+        the backbone ``backbone_sha256()`` gives, which is only asked when it opens."""
         if cache_path is None:
             return None
         if self._cache is None or str(self._cache.path) != os.path.abspath(cache_path):
             from genretag.cache import EmbeddingCache
 
-            self._cache = EmbeddingCache(cache_path, backbone_sha256=model.backbone.sha256)
+            self._cache = EmbeddingCache(cache_path, backbone_sha256=backbone_sha256())
         return self._cache
 
     def _model_id(self) -> str:
@@ -490,14 +492,13 @@ class GenretagPlugin(BeetsPlugin):
     def _restamp(self, lib: Library, path: str, before: os.stat_result) -> None:
         """The file's audio is what was analysed, only its genre tag changed: keep its
         cached analysis valid, so that a re-tag with another model decodes nothing."""
-        if self._cache is None or str(self._cache.path) != embedding_cache_path(lib):
-            from genretag.cache import EmbeddingCache
-            from genretag.model import model_dir, read_card
+        from genretag.model import model_dir, read_card
 
+        def card_sha256() -> str:
             weights, vocabulary = self._where()
-            sha = read_card(model_dir(weights, vocabulary=vocabulary))["backbone"]["sha256"]
-            self._cache = EmbeddingCache(embedding_cache_path(lib), backbone_sha256=sha)
-        self._cache.restamp(path, before)
+            return read_card(model_dir(weights, vocabulary=vocabulary))["backbone"]["sha256"]
+
+        self._open_cache(embedding_cache_path(lib), card_sha256).restamp(path, before)
 
     def _store_silent(self, lib: Library, item: Item, model_id: str, run: Options) -> None:
         """Record that ``item`` was analysed and is silent; its genres and file stay."""
