@@ -42,6 +42,7 @@ def ctrl_c_in_queue_finalizer(monkeypatch) -> tuple[list[int], list]:
                         staticmethod(finalize_close))
     return finalizers, ignored
 
+
 @pytest.fixture(scope="session")
 def model():
     from genretag import load_model
