@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from run import _git_commit  # bench/ is this script's folder, first on sys.path
+
 BENCH = Path(__file__).resolve().parent
 
 
@@ -169,8 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-learn", type=int, default=2000)
     ap.add_argument("--skip-first", action="store_true")
     args = ap.parse_args(argv)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=BENCH,
-                            capture_output=True, text=True).stdout.strip() or "unknown"
+    commit = _git_commit(BENCH.parent) or "unknown"
     res: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
                  "commit": commit, "loadavg_start": os.getloadavg()[0]}
     if not args.skip_first:
