@@ -12,8 +12,9 @@
    ``genretag classify --vocabulary lastfm`` runs over them as a whole process, start-up
    and model load included (target <= 60 s for 10 000 tracks).
 3. Learning a personal model from ``--n-learn`` cached tracks: cache entries as in 2, of
-   ten genres by ``--n-learn / 20`` artists (at least 30), the embedding of each track drawn around its
-   genre's and its artist's own points (so the fit has something to find), then
+   ten genres by ``--n-learn / 20`` artists (at least 30), the embedding of each track
+   drawn around its genre's and its artist's own points (so the fit has something to
+   find), then
    ``genretag learn --labels LABELS.csv`` over them as a whole process: the analysis
    (all cache hits), the 5-fold cross-validation and the final fit, start-up and model
    load included (target <= 30 s for 2 000 tracks on 2 cores).
